@@ -1,0 +1,5 @@
+import sys
+
+from taskclaim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,140 @@
+"""Who is calling: the service, or one user. DESIGN.md's four steps, in order.
+
+1. No ``Authorization: Bearer <token>`` -> 401.
+2. Equal (constant time) to the service role key or a value of ``SUPABASE_SECRET_KEYS`` -> service.
+3. Shaped like a JWT -> verified (HS256 with the JWT secret; ES256/RS256 through the JWKS), algorithm
+   pinned, ``exp`` required and enforced. Role ``service_role``/``supabase_admin`` -> service; else ``sub``.
+4. Anything else is a personal access token, looked up by its SHA-256 -> its user; else 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from taskclaim.config import Settings
+from taskclaim.exceptions import AuthError
+from taskclaim.jwks import ASYMMETRIC_ALGORITHMS, JwksCache
+from taskclaim.queue import Queue
+from taskclaim.tokens import token_hash
+
+log = logging.getLogger("taskclaim.auth")
+
+SERVICE_ROLES = frozenset({"service_role", "supabase_admin"})
+_JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+_MAX_TOKEN_LENGTH = 8192
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The service (``user_id`` is None) or one user."""
+
+    user_id: uuid.UUID | None
+
+    @property
+    def is_service(self) -> bool:
+        return self.user_id is None
+
+
+SERVICE = Caller(user_id=None)
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthError(401, "missing Authorization header")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        raise AuthError(401, "Authorization must be a Bearer token")
+    token = token.strip()
+    if not token:
+        raise AuthError(401, "empty Bearer token")
+    if len(token) > _MAX_TOKEN_LENGTH:
+        raise AuthError(403, "token not accepted")
+    return token
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, queue: Queue, jwks: JwksCache) -> None:
+        keys = [settings.service_role_key, *settings.secret_keys]
+        self._service_keys = [k.encode() for k in keys if k]
+        self._jwt_secret = settings.jwt_secret
+        self._jwks = jwks
+        self._queue = queue
+        self._cache_seconds = settings.token_cache_seconds
+        self._token_cache: dict[str, tuple[uuid.UUID, float]] = {}
+
+    async def authenticate(self, authorization: str | None) -> Caller:
+        token = bearer_token(authorization)
+        if self._is_service_key(token):
+            return SERVICE
+        if _JWT_SHAPE.match(token):
+            return await self._from_jwt(token)
+        return await self._from_personal_token(token)
+
+    def _is_service_key(self, token: str) -> bool:
+        candidate = token.encode()
+        matched = False
+        for key in self._service_keys:  # compare with every key: the time does not tell which matched
+            matched |= hmac.compare_digest(candidate, key)
+        return matched
+
+    async def _from_jwt(self, token: str) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise AuthError(403, "malformed JWT") from None
+        algorithm = header.get("alg")
+        key: Any
+        if algorithm == "HS256" and self._jwt_secret:
+            key = self._jwt_secret
+        elif algorithm in ASYMMETRIC_ALGORITHMS and self._jwks.configured:
+            jwk = await self._jwks.key(header.get("kid"))
+            if jwk is None or jwk.algorithm_name != algorithm:
+                raise AuthError(403, "JWT signed by an unknown key")
+            key = jwk
+        else:
+            raise AuthError(403, f"JWT algorithm {algorithm!r} not accepted")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                options={"require": ["exp"], "verify_aud": False},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError(403, "JWT expired") from None
+        except jwt.PyJWTError:
+            raise AuthError(403, "JWT not accepted") from None
+        if claims.get("role") in SERVICE_ROLES:
+            return SERVICE
+        try:
+            return Caller(user_id=uuid.UUID(str(claims["sub"])))
+        except (KeyError, ValueError):
+            raise AuthError(403, "JWT has no user (sub)") from None
+
+    async def _from_personal_token(self, token: str) -> Caller:
+        digest = token_hash(token)
+        now = time.monotonic()
+        cached = self._token_cache.get(digest)
+        if cached is not None and cached[1] > now:
+            return Caller(user_id=cached[0])
+        row = await self._queue.token_user(digest)
+        if row is None:
+            self._token_cache.pop(digest, None)
+            raise AuthError(403, "token not accepted")
+        user_id: uuid.UUID = row["user_id"]
+        ttl = self._cache_seconds
+        if row["expires_at"] is not None:
+            ttl = min(ttl, row["expires_at"].timestamp() - time.time())
+        if ttl > 0:
+            if len(self._token_cache) > 10_000:
+                self._token_cache.clear()
+            self._token_cache[digest] = (user_id, now + ttl)
+        return Caller(user_id=user_id)

@@ -1,0 +1,94 @@
+"""Settings, read once from the environment. Names follow Supabase's where Supabase has one."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from taskclaim.exceptions import ConfigError
+
+
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    configured = env.get("TASKCLAIM_DATA_DIR")
+    return Path(configured) if configured else Path(platformdirs.user_data_dir("taskclaim"))
+
+
+def database_url_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if env is None else env
+    return env.get("DATABASE_URL") or env.get("SUPABASE_DB_URL") or None
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value
+
+
+def _secret_keys(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise ConfigError("SUPABASE_SECRET_KEYS must be a JSON object of named keys") from None
+    if not isinstance(parsed, dict) or not all(isinstance(v, str) and v for v in parsed.values()):
+        raise ConfigError("SUPABASE_SECRET_KEYS must be a JSON object of named keys")
+    return tuple(parsed.values())
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    supabase_url: str | None = None
+    service_role_key: str | None = None
+    secret_keys: tuple[str, ...] = ()
+    jwt_secret: str | None = None
+    jwks_json: str | None = None
+    jwks_url: str | None = None
+    # How long a personal access token's look-up is cached; a revoked token can claim this long.
+    token_cache_seconds: float = 10.0
+    default_lease_seconds: int = 300
+    max_lease_seconds: int = 86_400
+    reap_interval_seconds: float = 5.0
+    pool_min_size: int = 4
+    pool_max_size: int = 16
+    # How long a request waits for a database connection before it answers 503.
+    pool_timeout_seconds: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        supabase_url = env.get("SUPABASE_URL") or None
+        jwks_url = env.get("SUPABASE_JWKS_URL") or None
+        if jwks_url is None and supabase_url:
+            jwks_url = supabase_url.rstrip("/") + "/auth/v1/.well-known/jwks.json"
+        return cls(
+            database_url=database_url_from_env(env),
+            data_dir=default_data_dir(env),
+            supabase_url=supabase_url,
+            service_role_key=env.get("SUPABASE_SERVICE_ROLE_KEY") or None,
+            secret_keys=_secret_keys(env.get("SUPABASE_SECRET_KEYS")),
+            jwt_secret=env.get("SUPABASE_JWT_SECRET") or None,
+            jwks_json=env.get("SUPABASE_JWKS") or None,
+            jwks_url=jwks_url,
+            token_cache_seconds=_number(env, "TASKCLAIM_TOKEN_CACHE_SECONDS", 10.0),
+            default_lease_seconds=int(_number(env, "TASKCLAIM_LEASE_SECONDS", 300)),
+            reap_interval_seconds=_number(env, "TASKCLAIM_REAP_INTERVAL", 5.0),
+            pool_min_size=int(_number(env, "TASKCLAIM_POOL_MIN", 4)),
+            pool_max_size=int(_number(env, "TASKCLAIM_POOL_MAX", 16)),
+            pool_timeout_seconds=_number(env, "TASKCLAIM_POOL_TIMEOUT", 5.0),
+        )

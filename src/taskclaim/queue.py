@@ -1,0 +1,266 @@
+"""The queue layer: the only module of the service that runs SQL.
+
+Each method is one call of a SQL function from ``sql/queries.sql``, one database round trip, in
+autocommit. SQLSTATEs of class TC raised by those functions become ``QueueError`` subclasses; a database
+that cannot be reached becomes ``DatabaseUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from taskclaim.exceptions import (
+    BadRequest,
+    Conflict,
+    DatabaseUnavailable,
+    Forbidden,
+    NotFound,
+    QueueError,
+)
+from taskclaim.queries import query
+
+log = logging.getLogger("taskclaim.queue")
+
+Row = dict[str, Any]
+
+_SQLSTATE_ERRORS: dict[str, type[QueueError]] = {
+    "TC400": BadRequest,
+    "TC403": Forbidden,
+    "TC404": NotFound,
+    "TC409": Conflict,
+    "22P02": BadRequest,  # invalid text representation
+    "23503": BadRequest,  # foreign key violation
+    "42P01": BadRequest,  # unknown task table
+}
+
+
+def _primary_message(exc: psycopg.Error) -> str:
+    return exc.diag.message_primary or str(exc).splitlines()[0]
+
+
+class Queue:
+    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]) -> None:
+        self.pool = pool
+        self._check_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def create_pool(
+        cls, url: str, *, min_size: int = 4, max_size: int = 16, timeout: float = 5.0
+    ) -> AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]:
+        return AsyncConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            open=False,
+            name="taskclaim",
+        )
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
+        try:
+            async with self.pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable("no database connection available") from exc
+        except psycopg.OperationalError as exc:
+            self._recheck_pool()
+            raise DatabaseUnavailable(_primary_message(exc)) from exc
+        except psycopg.Error as exc:
+            error = _SQLSTATE_ERRORS.get(exc.sqlstate or "")
+            if error is None:
+                raise
+            raise error(_primary_message(exc)) from exc
+
+    def _recheck_pool(self) -> None:
+        """After a connection broke, test the idle ones in the background so that the next requests
+        do not each find another dead connection."""
+        if self._check_task is None or self._check_task.done():
+            self._check_task = asyncio.get_running_loop().create_task(self._check_pool())
+
+    async def _check_pool(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.pool.check()
+
+    async def _rows(self, name: str, params: Mapping[str, Any]) -> list[Row]:
+        async with self._connection() as conn:
+            cur = await conn.execute(query(name), params)
+            return await cur.fetchall()
+
+    async def _one(self, name: str, params: Mapping[str, Any]) -> Row | None:
+        rows = await self._rows(name, params)
+        return rows[0] if rows else None
+
+    # -- the queue ----------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self._rows("ping", {})
+
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        user_id: uuid.UUID | None = None,
+        lease_seconds: int = 300,
+        claim_id: uuid.UUID | None = None,
+    ) -> Row | None:
+        return await self._one(
+            "claim",
+            {
+                "worker_id": worker_id,
+                "user_id": user_id,
+                "lease_seconds": lease_seconds,
+                "claim_id": claim_id,
+            },
+        )
+
+    async def heartbeat(
+        self,
+        task_id: uuid.UUID,
+        worker_id: str,
+        *,
+        attempt: int | None,
+        lease_seconds: int,
+        user_id: uuid.UUID | None,
+    ) -> datetime:
+        row = await self._one(
+            "heartbeat",
+            {
+                "task_id": task_id,
+                "worker_id": worker_id,
+                "attempt": attempt,
+                "lease_seconds": lease_seconds,
+                "user_id": user_id,
+            },
+        )
+        assert row is not None
+        expires: datetime = row["lease_expires_at"]
+        return expires
+
+    async def complete(
+        self,
+        task_id: uuid.UUID,
+        worker_id: str,
+        *,
+        attempt: int | None,
+        result: Any,
+        output_location: str | None,
+        user_id: uuid.UUID | None,
+    ) -> Row:
+        row = await self._one(
+            "complete",
+            {
+                "task_id": task_id,
+                "worker_id": worker_id,
+                "attempt": attempt,
+                "result": None if result is None else Jsonb(result),
+                "output_location": output_location,
+                "user_id": user_id,
+            },
+        )
+        assert row is not None
+        return row
+
+    async def fail(
+        self,
+        task_id: uuid.UUID,
+        worker_id: str,
+        *,
+        attempt: int | None,
+        error: str | None,
+        retry: bool,
+        user_id: uuid.UUID | None,
+    ) -> Row:
+        row = await self._one(
+            "fail",
+            {
+                "task_id": task_id,
+                "worker_id": worker_id,
+                "attempt": attempt,
+                "error": error,
+                "retry": retry,
+                "user_id": user_id,
+            },
+        )
+        assert row is not None
+        return row
+
+    async def release(
+        self, task_id: uuid.UUID, worker_id: str, *, attempt: int | None, user_id: uuid.UUID | None
+    ) -> None:
+        await self._rows(
+            "release",
+            {"task_id": task_id, "worker_id": worker_id, "attempt": attempt, "user_id": user_id},
+        )
+
+    async def reap(self, *, limit: int = 1000, only_if_leader: bool = False) -> list[Row]:
+        return await self._rows("reap_if_leader" if only_if_leader else "reap", {"limit": limit})
+
+    async def create_task(
+        self,
+        project_id: uuid.UUID,
+        task_type: str,
+        params: Any,
+        *,
+        dependant_on: uuid.UUID | None = None,
+        idempotency_key: str | None = None,
+        user_id: uuid.UUID | None = None,
+        max_attempts: int = 3,
+    ) -> Row:
+        row = await self._one(
+            "create_task",
+            {
+                "project_id": project_id,
+                "task_type": task_type,
+                "params": Jsonb(params),
+                "dependant_on": dependant_on,
+                "idempotency_key": idempotency_key,
+                "user_id": user_id,
+                "max_attempts": max_attempts,
+            },
+        )
+        assert row is not None
+        return row
+
+    async def task_counts(self, user_id: uuid.UUID | None) -> list[Row]:
+        return await self._rows("task_counts", {"user_id": user_id})
+
+    async def token_user(self, jti_hash: str) -> Row | None:
+        return await self._one("token_user", {"jti_hash": jti_hash})
+
+    # -- administration (the CLI) --------------------------------------------------------------------
+
+    async def create_token(
+        self, user_id: uuid.UUID, jti_hash: str, label: str | None, expires_at: datetime | None
+    ) -> Row:
+        row = await self._one(
+            "create_token",
+            {"user_id": user_id, "jti_hash": jti_hash, "label": label, "expires_at": expires_at},
+        )
+        assert row is not None
+        return row
+
+    async def list_tokens(self, user_id: uuid.UUID) -> list[Row]:
+        return await self._rows("list_tokens", {"user_id": user_id})
+
+    async def revoke_token(self, token_id: uuid.UUID) -> Row | None:
+        return await self._one("revoke_token", {"id": token_id})
+
+    async def create_project(
+        self, user_id: uuid.UUID, *, project_id: uuid.UUID | None = None, name: str | None = None
+    ) -> Row | None:
+        return await self._one("create_project", {"id": project_id, "user_id": user_id, "name": name})

@@ -1,0 +1,79 @@
+"""``taskclaim serve``: migrate, make sure a service key exists, run the app under uvicorn."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from taskclaim import migrations
+from taskclaim.app import create_app
+from taskclaim.config import Settings
+from taskclaim.database import database_url
+
+log = logging.getLogger("taskclaim.server")
+
+
+def ensure_service_key(settings: Settings) -> tuple[Settings, Path | None]:
+    """With no service key configured, use the one kept in the data directory, made on first use."""
+    if settings.service_role_key or settings.secret_keys:
+        return settings, None
+    path = settings.data_dir / "service_key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        key = "sb_secret_" + secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+    key = path.read_text().strip()
+    return dataclasses.replace(settings, secret_keys=(key,)), path
+
+
+def serve(settings: Settings, host: str, port: int, *, migrate: bool = True) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with database_url(settings) as url:
+        if migrate:
+            applied = migrations.migrate(url)
+            for migration in applied:
+                log.info("applied migration %s_%s", migration.version, migration.name)
+        settings, key_file = ensure_service_key(settings)
+        app = create_app(settings, url)
+        shown_host = f"[{host}]" if ":" in host else host
+        base = f"http://{shown_host}:{port}"
+        where = "the configured database" if settings.database_url else f"embedded, {settings.data_dir}"
+        print(f"taskclaim serving on {base} (PostgreSQL: {where})", file=sys.stderr)
+        if key_file is not None:
+            key = settings.secret_keys[0]
+            print(f"service key (kept in {key_file}): {key}", file=sys.stderr)
+            print(
+                f"try: curl -i -X POST {base}/functions/v1/claim-next-task -H 'Authorization: Bearer {key}'",
+                file=sys.stderr,
+            )
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
+            lifespan="on",
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+        # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again with the
+        # handlers found at start: ours turns SIGTERM into a normal exit so the embedded PostgreSQL
+        # is released by the `with` above instead of the process dying under it.
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            uvicorn.Server(config).run()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)

@@ -1,0 +1,71 @@
+-- Every query taskclaim runs, one named block each ("-- name --"), loaded by taskclaim.queries.
+-- The logic lives in the SQL functions of supabase/migrations; these are the calls.
+
+-- claim --
+select task_id, params, task_type, project_id, worker_id, attempt, lease_expires_at
+  from public.taskclaim_claim(%(worker_id)s, %(user_id)s, %(lease_seconds)s, %(claim_id)s)
+
+-- func_claim_task --
+select * from public.func_claim_task('tasks', %(worker_id)s)
+
+-- heartbeat --
+select public.taskclaim_heartbeat(%(task_id)s, %(worker_id)s, %(attempt)s, %(lease_seconds)s, %(user_id)s)
+  as lease_expires_at
+
+-- complete --
+select task_id, status, generation_processed_at
+  from public.taskclaim_complete(%(task_id)s, %(worker_id)s, %(attempt)s, %(result)s,
+                                 %(output_location)s, %(user_id)s)
+
+-- fail --
+select task_id, status, attempts, max_attempts
+  from public.taskclaim_fail(%(task_id)s, %(worker_id)s, %(attempt)s, %(error)s, %(retry)s, %(user_id)s)
+
+-- release --
+select public.taskclaim_release(%(task_id)s, %(worker_id)s, %(attempt)s, %(user_id)s)
+
+-- reap --
+select task_id, status, attempts from public.taskclaim_reap(%(limit)s)
+
+-- reap_if_leader --
+-- One replica at a time: whoever holds the transaction-level advisory lock reaps, the others skip.
+select r.task_id, r.status, r.attempts
+  from (select pg_try_advisory_xact_lock(hashtext('taskclaim.reaper')) as leader) l,
+       lateral (select * from public.taskclaim_reap(%(limit)s) where l.leader) r
+
+-- create_task --
+select task_id, status, blocked, created
+  from public.taskclaim_create_task(%(project_id)s, %(task_type)s, %(params)s, %(dependant_on)s,
+                                    %(idempotency_key)s, %(user_id)s, %(max_attempts)s)
+
+-- task_counts --
+select task_type, queued, blocked, in_progress, complete, failed, cancelled
+  from public.taskclaim_task_counts(%(user_id)s)
+
+-- token_user --
+select user_id, expires_at from public.taskclaim_token_user(%(jti_hash)s)
+
+-- create_token --
+insert into public.user_api_token (user_id, jti_hash, label, expires_at)
+values (%(user_id)s, %(jti_hash)s, %(label)s, %(expires_at)s)
+returning id, user_id, label, created_at, expires_at
+
+-- list_tokens --
+select id, label, created_at, expires_at, last_used_at, revoked_at
+  from public.user_api_token
+ where user_id = %(user_id)s
+ order by created_at
+
+-- revoke_token --
+update public.user_api_token set revoked_at = coalesce(revoked_at, now())
+ where id = %(id)s
+returning id, revoked_at
+
+-- create_project --
+insert into public.projects (id, user_id, name)
+values (coalesce(%(id)s, gen_random_uuid()), %(user_id)s, %(name)s)
+on conflict (id) do nothing
+returning id, user_id, name
+
+-- ping --
+select 1

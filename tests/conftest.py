@@ -1,0 +1,72 @@
+"""Fixtures shared by every test: a real PostgreSQL, a migrated database, clean tables per test.
+
+With DATABASE_URL set, the tests make their databases on that server; otherwise they start an
+embedded PostgreSQL of their own (fsync off: the tests do not need durability, only correctness).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.rows import DictRow, dict_row
+
+from taskclaim import migrations
+from taskclaim.embedded import EmbeddedPostgres
+from tests.helpers import database_on
+
+FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A URL of a PostgreSQL server on which the tests may create databases."""
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), settings=FAST_SETTINGS)
+    url = server.start()
+    yield url
+    server.release()
+
+
+@pytest.fixture(scope="session")
+def db_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh database on that server, migrated once for the whole session."""
+    name = f"taskclaim_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'create database "{name}"')
+    url = database_on(pg_server_url, name)
+    migrations.migrate(url)
+    yield url
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def empty_db_url(pg_server_url: str) -> Iterator[str]:
+    """A database with nothing in it, for migration tests."""
+    name = f"taskclaim_empty_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'create database "{name}"')
+    yield database_on(pg_server_url, name)
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection[DictRow]]:
+    """An autocommit connection to the session database, its tables emptied first."""
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute("truncate public.tasks, public.projects, public.user_api_token cascade")
+        yield conn
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]

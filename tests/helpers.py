@@ -1,0 +1,71 @@
+"""Small helpers for making rows and reading them back; no stand-ins, only SQL on the real database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+Conn = psycopg.Connection[DictRow]
+
+
+def database_on(server_url: str, name: str) -> str:
+    """``server_url`` with its database replaced by ``name``."""
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def make_project(
+    conn: Conn, user_id: uuid.UUID | None = None, project_id: uuid.UUID | None = None
+) -> uuid.UUID:
+    user_id = user_id or uuid.uuid4()
+    row = conn.execute(
+        "insert into public.projects (id, user_id) values (coalesce(%s, gen_random_uuid()), %s) returning id",
+        (project_id, user_id),
+    ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row["id"]))
+
+
+def make_task(
+    conn: Conn,
+    project_id: uuid.UUID,
+    *,
+    task_type: str = "render",
+    params: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
+    dependant_on: uuid.UUID | None = None,
+    max_attempts: int = 3,
+) -> uuid.UUID:
+    row = conn.execute(
+        "insert into public.tasks (project_id, task_type, params, created_at, dependant_on,"
+        " max_attempts) values (%s, %s, %s, coalesce(%s, clock_timestamp()), %s, %s) returning id",
+        (project_id, task_type, Jsonb(params or {}), created_at, dependant_on, max_attempts),
+    ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row["id"]))
+
+
+def make_tasks(conn: Conn, project_id: uuid.UUID, count: int, task_type: str = "render") -> None:
+    conn.execute(
+        "insert into public.tasks (project_id, task_type, params, created_at)"
+        " select %s, %s, jsonb_build_object('n', n), now() + n * interval '1 microsecond'"
+        " from generate_series(1, %s) n",
+        (project_id, task_type, count),
+    )
+
+
+def task(conn: Conn, task_id: uuid.UUID | str) -> dict[str, Any]:
+    row = conn.execute("select * from public.tasks where id = %s", (task_id,)).fetchone()
+    assert row is not None, f"no task {task_id}"
+    return dict(row)
+
+
+def status_counts(conn: Conn) -> dict[str, int]:
+    rows = conn.execute("select status::text as s, count(*) as n from public.tasks group by 1")
+    return {r["s"]: r["n"] for r in rows}
