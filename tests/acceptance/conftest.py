@@ -1,0 +1,111 @@
+"""A real ``taskclaim serve`` for the acceptance tests, and the credentials it accepts.
+
+The JWKS server here stands in for Supabase Auth, a third-party service that cannot run on this
+machine: it only serves the public half of a key pair the tests make, as Supabase serves its JWKS.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.processes import ServiceProcess
+
+SERVICE_KEY = "test-service-role-key-" + "s" * 20
+SECRET_KEY = "sb_secret_test_" + "k" * 24
+JWT_SECRET = "test-jwt-secret-with-at-least-32-bytes!"
+ES256_KID = "test-es256-key"
+
+
+class Credentials:
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
+        self.es256_key = private_key
+
+    @staticmethod
+    def hs256(claims: dict[str, Any], secret: str = JWT_SECRET) -> str:
+        return jwt.encode({"exp": int(time.time()) + 3600, **claims}, secret, algorithm="HS256")
+
+    @staticmethod
+    def user_jwt(user_id: uuid.UUID, **extra: Any) -> str:
+        return Credentials.hs256(
+            {"sub": str(user_id), "role": "authenticated", "aud": "authenticated", **extra}
+        )
+
+    def es256(self, claims: dict[str, Any], kid: str = ES256_KID) -> str:
+        return jwt.encode(
+            {"exp": int(time.time()) + 3600, **claims},
+            self.es256_key,
+            algorithm="ES256",
+            headers={"kid": kid},
+        )
+
+
+@pytest.fixture(scope="session")
+def credentials() -> Credentials:
+    return Credentials(ec.generate_private_key(ec.SECP256R1()))
+
+
+@pytest.fixture(scope="session")
+def jwks_url(credentials: Credentials) -> Iterator[str]:
+    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(credentials.es256_key.public_key()))
+    document = json.dumps({"keys": [{**public, "kid": ES256_KID, "alg": "ES256", "use": "sig"}]})
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = document.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/auth/v1/.well-known/jwks.json"
+    server.shutdown()
+    server.server_close()
+
+
+def service_env(db_url: str, jwks_url: str, data_dir: Path) -> dict[str, str]:
+    return {
+        "DATABASE_URL": db_url,
+        "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY,
+        "SUPABASE_SECRET_KEYS": json.dumps({"default": SECRET_KEY}),
+        "SUPABASE_JWT_SECRET": JWT_SECRET,
+        "SUPABASE_JWKS_URL": jwks_url,
+        "TASKCLAIM_DATA_DIR": str(data_dir),
+        "TASKCLAIM_REAP_INTERVAL": "0.5",
+    }
+
+
+@pytest.fixture(scope="session")
+def service(db_url: str, jwks_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    directory = tmp_path_factory.mktemp("service")
+    process = ServiceProcess(service_env(db_url, jwks_url, directory), directory / "serve.log").start()
+    yield process
+    assert process.stop() == 0, process.log()
+
+
+@pytest.fixture
+def http(service: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,105 @@
+"""The service around its database: an outage under a running server, and the embedded quick start."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from taskclaim import migrations
+from taskclaim.embedded import EmbeddedPostgres
+from tests.acceptance.conftest import SERVICE_KEY, bearer
+from tests.conftest import FAST_SETTINGS
+from tests.helpers import make_project, make_tasks
+from tests.processes import ServiceProcess
+
+CLAIM = "/functions/v1/claim-next-task"
+
+
+@pytest.mark.slow
+def test_database_outage_gives_503_and_the_server_recovers_without_restart(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg", settings=FAST_SETTINGS)
+    url = pg.start()
+    service: ServiceProcess | None = None
+    try:
+        migrations.migrate(url)
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            make_tasks(conn, make_project(conn), 20)
+        env = {
+            "DATABASE_URL": url,
+            "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY,
+            "TASKCLAIM_DATA_DIR": str(tmp_path / "data"),
+            "TASKCLAIM_POOL_TIMEOUT": "2",
+        }
+        service = ServiceProcess(env, tmp_path / "serve.log").start()
+        claimed: list[str] = []
+        with httpx.Client(base_url=service.url, timeout=30, headers=bearer(SERVICE_KEY)) as http:
+            for _ in range(5):
+                response = http.post(CLAIM)
+                assert response.status_code == 200
+                claimed.append(response.json()["task_id"])
+
+            pg.stop_server()
+            for _ in range(3):
+                response = http.post(CLAIM)
+                assert response.status_code == 503
+                assert response.json()["error"]
+                assert int(response.headers["retry-after"]) > 0
+            assert http.get("/health").status_code == 503
+
+            pg.start_server()
+            deadline = time.monotonic() + 30
+            while True:
+                response = http.post(CLAIM)
+                if response.status_code == 200:
+                    claimed.append(response.json()["task_id"])
+                    break
+                assert response.status_code == 503, response.text
+                assert time.monotonic() < deadline, "the server did not recover"
+                time.sleep(0.2)
+            while (response := http.post(CLAIM)).status_code == 200:
+                claimed.append(response.json()["task_id"])
+            assert response.status_code == 204
+        assert len(claimed) == 20
+        assert len(set(claimed)) == 20
+        with psycopg.connect(url) as conn:
+            rows = conn.execute("select status::text, count(*) from public.tasks group by 1").fetchall()
+        assert rows == [("In Progress", 20)]
+    finally:
+        if service is not None:
+            service.stop()
+        pg.release()
+
+
+@pytest.mark.slow
+def test_quick_start_serves_on_embedded_postgres_with_a_generated_key(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    service = ServiceProcess({"TASKCLAIM_DATA_DIR": str(data_dir), "DATABASE_URL": ""}, tmp_path / "log")
+    service.start()
+    try:
+        match = re.search(r"try: curl -i -X POST (\S+) -H 'Authorization: Bearer (\S+)'", service.log())
+        assert match, service.log()
+        assert (data_dir / "service_key").read_text().strip() == match.group(2)
+        assert (data_dir / "service_key").stat().st_mode & 0o077 == 0
+        response = httpx.post(match.group(1), headers=bearer(match.group(2)), timeout=10)
+        assert response.status_code == 204  # an empty queue, and the key was accepted
+        assert httpx.post(match.group(1), headers=bearer("wrong"), timeout=10).status_code == 403
+        assert EmbeddedPostgres(data_dir).is_running()
+    finally:
+        service.signal(signal.SIGTERM)
+        assert service.wait(30) == 0, service.log()
+    assert not EmbeddedPostgres(data_dir).is_running()  # the last user stopped it cleanly
+
+    again = ServiceProcess({"TASKCLAIM_DATA_DIR": str(data_dir), "DATABASE_URL": ""}, tmp_path / "log2")
+    again.start()  # the same data directory is reused: same key, same database
+    try:
+        assert "applied migration" not in again.log()
+        assert match.group(2) in again.log()
+    finally:
+        assert again.stop() == 0
