@@ -19,6 +19,7 @@ from taskclaim.database import database_url
 from taskclaim.exceptions import TaskclaimError
 from taskclaim.queue import Queue
 from taskclaim.tokens import new_token, parse_duration, token_hash
+from taskclaim.worker import add_worker_parser
 
 T = TypeVar("T")
 
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=10_000)
     p.set_defaults(func=cmd_reap)
 
+    add_worker_parser(sub)
     return parser
 
 

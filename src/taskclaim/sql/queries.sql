@@ -69,3 +69,6 @@ returning id, user_id, name
 
 -- ping --
 select 1
+
+-- func_claim_user_task --
+select * from public.func_claim_user_task('tasks', %(worker_id)s, %(user_id)s)

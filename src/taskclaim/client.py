@@ -1,0 +1,404 @@
+"""The worker side: call the claim service, and fall back to the direct RPC when it is down (the plan's §4).
+
+Importable without the server's dependencies: it needs httpx, and psycopg only when the direct-RPC
+fallback goes through a database URL.
+
+Moving a worker written against the plan's ``db_operations.py``::
+
+    from taskclaim.client import get_oldest_queued_task_supabase   # was: from db_operations import ...
+
+and set ``SUPABASE_EDGE_CLAIM_TASK_URL`` (or ``SUPABASE_URL``), ``SUPABASE_ACCESS_TOKEN`` and, for the
+fallback, ``DATABASE_URL`` / ``SUPABASE_DB_URL``.
+
+Which path served a call: ``TaskClient.last_path`` (``"edge"`` or ``"rpc"``), the counters in
+``TaskClient.stats``, and an INFO line on the ``taskclaim.client`` logger whenever the fallback serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from taskclaim.queries import query
+
+log = logging.getLogger("taskclaim.client")
+
+# Module-level settings, as the plan's db_operations.py has them; each falls back to the environment.
+SUPABASE_EDGE_CLAIM_TASK_URL: str | None = None
+SUPABASE_ACCESS_TOKEN: str | None = None
+SUPABASE_CLIENT: Any = None  # a supabase-py client for the RPC fallback, if the worker has one
+DATABASE_URL: str | None = None
+
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+# Answers of the service that are real answers for the life-cycle calls, not a reason to fall back.
+DEFINITE_STATUSES = frozenset({400, 403, 404, 409})
+
+
+class ClientError(Exception):
+    """A call that neither the service nor the fallback could serve, or that was refused."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServiceUnavailable(ClientError):
+    """The service did not answer usefully and no fallback is configured."""
+
+
+class NotHeld(ClientError):
+    """The task is not held by this worker any more (its lease was recovered, or it ended): 409."""
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    params: dict[str, Any]
+    task_type: str
+    project_id: str
+    worker_id: str
+    attempt: int | None = None
+    lease_expires_at: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Task:
+        # supabase-py returns the columns as the function names them; old deployments used *_out names.
+        data = {key.removesuffix("_out"): value for key, value in row.items()}
+        expires = data.get("lease_expires_at")
+        return cls(
+            task_id=str(data["task_id"]),
+            params=data.get("params") or {},
+            task_type=str(data["task_type"]),
+            project_id=str(data["project_id"]),
+            worker_id=str(data["worker_id"]),
+            attempt=data.get("attempt"),
+            lease_expires_at=None if expires is None else str(expires),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """What the plan's ``get_oldest_queued_task_supabase()`` returned, and a little more."""
+        return {
+            "task_id": self.task_id,
+            "params": self.params,
+            "task_type": self.task_type,
+            "project_id": self.project_id,
+            "worker_id": self.worker_id,
+            "attempt": self.attempt,
+            "lease_expires_at": self.lease_expires_at,
+        }
+
+
+def _edge_claim_url() -> str | None:
+    url = SUPABASE_EDGE_CLAIM_TASK_URL or os.getenv("SUPABASE_EDGE_CLAIM_TASK_URL")
+    if url:
+        return url
+    base = os.getenv("SUPABASE_URL")
+    return base.rstrip("/") + "/functions/v1/claim-next-task" if base else None
+
+
+class _Fallback(Exception):
+    """Internal: the service did not serve this call; use the RPC path."""
+
+
+class TaskClient:
+    """Claim, heartbeat, complete, fail, release, create and count, over HTTP with the RPC fallback.
+
+    ``claim_url`` is the service's ``.../functions/v1/claim-next-task``; the other calls go to their
+    functions beside it. Thread-safe: one client may serve several worker threads.
+    """
+
+    def __init__(
+        self,
+        claim_url: str | None = None,
+        access_token: str | None = None,
+        *,
+        database_url: str | None = None,
+        supabase_client: Any = None,
+        user_id: str | None = None,
+        timeout: float = 15.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        max_backoff: float = 2.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.claim_url = claim_url if claim_url is not None else _edge_claim_url()
+        self.access_token = access_token or SUPABASE_ACCESS_TOKEN or os.getenv("SUPABASE_ACCESS_TOKEN")
+        self.database_url = (
+            database_url or DATABASE_URL or os.getenv("DATABASE_URL") or os.getenv("SUPABASE_DB_URL")
+        )
+        self.supabase_client = supabase_client if supabase_client is not None else SUPABASE_CLIENT
+        self.user_id = user_id  # the RPC fallback claims only this user's tasks when set
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.stats: Counter[str] = Counter()
+        self.last_path: str | None = None
+        self._http = httpx.Client(timeout=timeout, transport=transport)
+        self._db: Any = None
+        self._db_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+
+    # -- the calls -----------------------------------------------------------------------------------
+
+    def claim(
+        self, *, worker_id: str | None = None, lease_seconds: int | None = None, claim_id: str | None = None
+    ) -> Task | None:
+        """The oldest ready task, now held by ``worker_id``; None when nothing is claimable."""
+        worker_id = worker_id or str(uuid.uuid4())
+        body: dict[str, Any] = {"worker_id": worker_id}
+        if lease_seconds is not None:
+            body["lease_seconds"] = lease_seconds
+        if claim_id is not None:
+            body["claim_id"] = claim_id
+        try:
+            response = self._post("claim-next-task", body, definite=frozenset())
+        except _Fallback as reason:
+            rows = self._rpc_claim(worker_id, lease_seconds, claim_id, reason)
+            return Task.from_row(rows[0]) if rows else None
+        return None if response is None else Task.from_row(response)
+
+    def heartbeat(self, task: Task, lease_seconds: int | None = None) -> str:
+        """Extend the lease; returns the new expiry. Raises ``NotHeld`` when the task was taken back."""
+        body = self._holder(task) | ({} if lease_seconds is None else {"lease_seconds": lease_seconds})
+        answer = self._call(
+            "heartbeat",
+            body,
+            "heartbeat",
+            {**self._holder_params(task), "lease_seconds": lease_seconds or 300},
+        )
+        return str(answer.get("lease_expires_at"))
+
+    def complete(self, task: Task, result: Any = None, output_location: str | None = None) -> dict[str, Any]:
+        body = self._holder(task) | {"result": result, "output_location": output_location}
+        params = {
+            **self._holder_params(task),
+            "result": _jsonb(result),
+            "output_location": output_location,
+        }
+        return self._call("complete-task", body, "complete", params)
+
+    def fail(self, task: Task, error: str, *, retry: bool = False) -> dict[str, Any]:
+        body = self._holder(task) | {"error": error, "retry": retry}
+        params = {**self._holder_params(task), "error": error, "retry": retry}
+        return self._call("fail-task", body, "fail", params)
+
+    def release(self, task: Task) -> None:
+        self._call("release-task", self._holder(task), "release", self._holder_params(task))
+
+    def create(
+        self,
+        project_id: str,
+        task_type: str,
+        params: dict[str, Any] | None = None,
+        *,
+        dependant_on: str | None = None,
+        idempotency_key: str | None = None,
+        max_attempts: int = 3,
+    ) -> dict[str, Any]:
+        body = {
+            "project_id": project_id,
+            "task_type": task_type,
+            "params": params or {},
+            "dependant_on": dependant_on,
+            "idempotency_key": idempotency_key,
+            "max_attempts": max_attempts,
+        }
+        sql_params = {**body, "params": _jsonb(params or {}), "user_id": self.user_id}
+        return self._call("create-task", body, "create_task", sql_params)
+
+    def counts(self) -> dict[str, Any]:
+        try:
+            answer = self._post("task-counts", {}, definite=DEFINITE_STATUSES)
+            assert answer is not None
+            return answer
+        except _Fallback as reason:
+            rows = self._rpc("task_counts", {"user_id": self.user_id}, reason)
+            keys = ("queued", "blocked", "in_progress", "complete", "failed", "cancelled")
+            return {"totals": {k: sum(r[k] for r in rows) for k in keys}, "by_task_type": rows}
+
+    def close(self) -> None:
+        self._http.close()
+        with self._db_lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> TaskClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the HTTP path ---------------------------------------------------------------------------------
+
+    def _url(self, function: str) -> str:
+        assert self.claim_url is not None
+        return self.claim_url.rsplit("/", 1)[0] + "/" + function
+
+    def _post(self, function: str, body: dict[str, Any], definite: frozenset[int]) -> dict[str, Any] | None:
+        """POST to the service; the answer's JSON, or None for 204. Raises ``_Fallback`` when the service
+        did not serve the call, ``ClientError``/``NotHeld`` for a definite refusal."""
+        if not self.claim_url:
+            raise _Fallback("no service URL configured")
+        headers = {"Authorization": f"Bearer {self.access_token}"} if self.access_token else {}
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._http.post(self._url(function), json=body, headers=headers)
+            except httpx.TimeoutException as exc:
+                # No answer in time: the call may have been served, so it is not repeated here.
+                raise _Fallback(f"no answer from the service: {exc!r}") from exc
+            except httpx.TransportError as exc:
+                reason = f"service unreachable: {exc!r}"
+            else:
+                if response.status_code == 200 or response.status_code == 201:
+                    self._count("edge")
+                    return dict(response.json())
+                if response.status_code == 204:
+                    self._count("edge")
+                    return None
+                message = _error_message(response)
+                if response.status_code in definite:
+                    self._count("edge")
+                    error = NotHeld if response.status_code == 409 else ClientError
+                    raise error(message, response.status_code)
+                if response.status_code not in RETRYABLE_STATUSES:
+                    raise _Fallback(f"service answered {response.status_code}: {message}")
+                reason = f"service answered {response.status_code}: {message}"
+            if attempt < self.retries:
+                time.sleep(min(delay, self.max_backoff) * random.uniform(0.5, 1.0))
+                delay *= 2
+        raise _Fallback(reason)
+
+    def _call(
+        self, function: str, body: dict[str, Any], query_name: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            answer = self._post(function, body, definite=DEFINITE_STATUSES)
+            return answer or {}
+        except _Fallback as reason:
+            rows = self._rpc(query_name, params, reason)
+            return rows[0] if rows else {}
+
+    # -- the RPC path --------------------------------------------------------------------------------
+
+    def _rpc_claim(
+        self, worker_id: str, lease_seconds: int | None, claim_id: str | None, reason: _Fallback
+    ) -> list[dict[str, Any]]:
+        if self.supabase_client is not None and self.database_url is None:
+            self._note_fallback(reason)
+            name, args = "func_claim_task", {"p_table_name": "tasks", "p_worker_id": worker_id}
+            if self.user_id:
+                name, args = "func_claim_user_task", {**args, "p_user_id": self.user_id}
+            data = self.supabase_client.rpc(name, args).execute().data
+            return list(data or [])
+        if lease_seconds is None and claim_id is None:  # the plan's RPC, as old workers call it
+            if self.user_id:
+                return self._rpc(
+                    "func_claim_user_task", {"worker_id": worker_id, "user_id": self.user_id}, reason
+                )
+            return self._rpc("func_claim_task", {"worker_id": worker_id}, reason)
+        params = {
+            "worker_id": worker_id,
+            "user_id": self.user_id,
+            "lease_seconds": lease_seconds or 300,
+            "claim_id": claim_id,
+        }
+        return self._rpc("claim", params, reason)
+
+    def _rpc(self, query_name: str, params: dict[str, Any], reason: _Fallback) -> list[dict[str, Any]]:
+        if self.database_url is None:
+            raise ServiceUnavailable(
+                f"{reason}; and no fallback is configured (set DATABASE_URL or SUPABASE_DB_URL)"
+            ) from reason
+        self._note_fallback(reason)
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with self._db_lock:
+            for attempt in (1, 2):
+                try:
+                    if self._db is None or self._db.closed:
+                        self._db = psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row)
+                    rows = self._db.execute(query(query_name), params).fetchall()
+                    return [dict(r) for r in rows]
+                except psycopg.OperationalError:
+                    self._db = None
+                    if attempt == 2:
+                        raise
+                except psycopg.Error as exc:
+                    state = exc.sqlstate or ""
+                    status = {"TC400": 400, "TC403": 403, "TC404": 404, "TC409": 409}.get(state)
+                    if status is None:
+                        raise
+                    error = NotHeld if status == 409 else ClientError
+                    raise error(exc.diag.message_primary or str(exc), status) from exc
+        raise AssertionError("unreachable")
+
+    def _note_fallback(self, reason: _Fallback) -> None:
+        self._count("rpc")
+        self._count("fallback_reason:" + str(reason).split(":", 1)[0])
+        log.info("served by the direct RPC: %s", reason)
+
+    def _count(self, path: str) -> None:
+        with self._stats_lock:
+            self.stats[path] += 1
+            if path in ("edge", "rpc"):
+                self.last_path = path
+
+    @staticmethod
+    def _holder(task: Task) -> dict[str, Any]:
+        return {"task_id": task.task_id, "worker_id": task.worker_id, "attempt": task.attempt}
+
+    def _holder_params(self, task: Task) -> dict[str, Any]:
+        return {**self._holder(task), "user_id": self.user_id}
+
+
+def _jsonb(value: Any) -> Any:
+    if value is None:
+        return None
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value)
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", response.text))
+    except ValueError:
+        return response.text[:200]
+
+
+_default: tuple[tuple[Any, ...], TaskClient] | None = None
+_default_lock = threading.Lock()
+
+
+def get_oldest_queued_task_supabase(worker_id: str | None = None) -> dict[str, Any] | None:
+    """The plan's drop-in: ``{task_id, params, task_type, project_id, …}`` of the claimed task, or None.
+
+    The edge path first; 204 is None at once; 502/503/504 and connection errors are retried, then (like
+    every other answer) fall back to ``func_claim_task`` over ``DATABASE_URL``/``SUPABASE_DB_URL`` or
+    ``SUPABASE_CLIENT``. The module's settings are read on every call.
+    """
+    global _default
+    client = TaskClient()
+    key = (client.claim_url, client.access_token, client.database_url, id(client.supabase_client))
+    with _default_lock:
+        if _default is not None and _default[0] == key:
+            client.close()
+            client = _default[1]
+        else:
+            if _default is not None:
+                _default[1].close()
+            _default = (key, client)
+    task = client.claim(worker_id=worker_id)
+    return None if task is None else task.as_dict()

@@ -1,0 +1,283 @@
+"""The reference worker: claim, run, heartbeat, complete or fail; ``taskclaim worker`` on the command line.
+
+A task runs either a Python callable registered for its ``task_type`` (``Worker.handler``) or, with
+``--exec CMD``, a shell command that gets the params as JSON on stdin: its stdout becomes the result
+(JSON when it parses, else the text), a non-zero exit fails the task with the end of its stderr.
+
+On SIGTERM or SIGINT the worker stops claiming, lets running tasks finish for ``shutdown_grace``
+seconds, then stops what still runs and releases those tasks back to the queue, and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskclaim.client import ClientError, NotHeld, Task, TaskClient
+
+log = logging.getLogger("taskclaim.worker")
+
+Handler = Callable[[Task], Any]
+
+
+class TaskFailed(Exception):
+    """Raised by a handler to fail its task with this message (no traceback)."""
+
+
+@dataclass
+class WorkerConfig:
+    poll_interval: float = 10.0
+    concurrency: int = 1
+    lease_seconds: int = 300
+    heartbeat_interval: float | None = None  # default: a third of the lease
+    shutdown_grace: float = 10.0
+    exit_when_empty: bool = False
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+
+class _Running:
+    """One task in flight: its heartbeat thread and, for --exec, its child process."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.lost = threading.Event()  # the lease was taken back: do not complete
+        self.done = threading.Event()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.cancelled = False
+
+
+class Worker:
+    def __init__(
+        self, client: TaskClient, config: WorkerConfig | None = None, command: str | None = None
+    ) -> None:
+        self.client = client
+        self.config = config or WorkerConfig()
+        self.command = command
+        self.handlers: dict[str, Handler] = {}
+        self.stopping = threading.Event()
+        self.counts = {"complete": 0, "failed": 0, "released": 0, "lost": 0}
+        self._lock = threading.Lock()
+        self._running: dict[str, _Running] = {}
+
+    def handler(self, task_type: str) -> Callable[[Handler], Handler]:
+        """Register ``fn(task) -> result`` for ``task_type``."""
+
+        def register(fn: Handler) -> Handler:
+            self.handlers[task_type] = fn
+            return fn
+
+        return register
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(target=self._loop, args=(f"{self.config.worker_id}-{i}",), daemon=True)
+            for i in range(self.config.concurrency)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+                if self.stopping.is_set():
+                    self._shutdown(threads)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _loop(self, worker_id: str) -> None:
+        while not self.stopping.is_set():
+            try:
+                task = self.client.claim(worker_id=worker_id, lease_seconds=self.config.lease_seconds)
+            except ClientError as exc:
+                log.warning("claim failed: %s", exc)
+                task = None
+            if task is None:
+                if self.config.exit_when_empty:
+                    return
+                jitter = random.uniform(0.8, 1.2)
+                self.stopping.wait(self.config.poll_interval * jitter)
+                continue
+            self._run_one(task)
+
+    def _run_one(self, task: Task) -> None:
+        running = _Running(task)
+        with self._lock:
+            self._running[task.task_id] = running
+        beat = threading.Thread(target=self._heartbeat, args=(running,), daemon=True)
+        beat.start()
+        started = time.monotonic()
+        try:
+            ok, outcome = self._execute(running)
+        finally:
+            running.done.set()
+            beat.join()
+            with self._lock:
+                self._running.pop(task.task_id, None)
+        self._finish(running, ok, outcome, time.monotonic() - started)
+
+    def _execute(self, running: _Running) -> tuple[bool, Any]:
+        task = running.task
+        handler = self.handlers.get(task.task_type)
+        if handler is not None:
+            try:
+                return True, handler(task)
+            except TaskFailed as exc:
+                return False, str(exc)
+            except Exception:
+                return False, traceback.format_exc()[-2000:]
+        if self.command is None:
+            return False, f"no handler for task_type {task.task_type!r}"
+        env = {**os.environ, "TASKCLAIM_TASK_ID": task.task_id, "TASKCLAIM_TASK_TYPE": task.task_type}
+        running.process = subprocess.Popen(  # noqa: S602 - the operator's own command line
+            self.command,
+            shell=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        stdout, stderr = running.process.communicate(json.dumps(task.params).encode())
+        if running.process.returncode != 0:
+            tail = stderr.decode(errors="replace")[-2000:].strip()
+            return False, f"exit {running.process.returncode}: {tail}"
+        text = stdout.decode(errors="replace")
+        try:
+            return True, json.loads(text)
+        except ValueError:
+            return True, text
+
+    def _finish(self, running: _Running, ok: bool, outcome: Any, seconds: float) -> None:
+        task = running.task
+        if running.lost.is_set():
+            self._progress(task, "lost its lease; not completed", seconds, "lost")
+            return
+        try:
+            if running.cancelled:
+                self.client.release(task)
+                self._progress(task, "released (shutting down)", seconds, "released")
+            elif ok:
+                self.client.complete(task, result=outcome)
+                self._progress(task, "Complete", seconds, "complete")
+            else:
+                self.client.fail(task, str(outcome))
+                self._progress(
+                    task, f"Failed: {str(outcome).splitlines()[-1] if outcome else ''}", seconds, "failed"
+                )
+        except NotHeld as exc:
+            self._progress(task, f"not held any more ({exc})", seconds, "lost")
+        except ClientError as exc:
+            log.error("could not report task %s: %s", task.task_id, exc)
+
+    def _heartbeat(self, running: _Running) -> None:
+        interval = self.config.heartbeat_interval or self.config.lease_seconds / 3
+        while not running.done.wait(interval):
+            try:
+                self.client.heartbeat(running.task, self.config.lease_seconds)
+            except NotHeld:
+                running.lost.set()
+                self._kill(running)
+                return
+            except ClientError as exc:
+                log.warning("heartbeat for %s failed: %s", running.task.task_id, exc)
+
+    def _kill(self, running: _Running) -> None:
+        process = running.process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+
+    def _shutdown(self, threads: list[threading.Thread]) -> None:
+        deadline = time.monotonic() + self.config.shutdown_grace
+        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with self._lock:
+            still = list(self._running.values())
+        for running in still:  # out of time: stop it and give the task back
+            running.cancelled = True
+            self._kill(running)
+        for thread in threads:
+            thread.join(30)
+
+    def _progress(self, task: Task, what: str, seconds: float, counter: str) -> None:
+        with self._lock:
+            self.counts[counter] += 1
+        print(
+            f"task {task.task_id} {task.task_type} attempt {task.attempt}: {what} in {seconds:.2f}s"
+            f" (via {self.client.last_path})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def add_worker_parser(sub: Any) -> None:
+    p = sub.add_parser("worker", help="run the reference worker")
+    p.add_argument("--url", help="the claim URL (default: SUPABASE_EDGE_CLAIM_TASK_URL, else SUPABASE_URL's)")
+    p.add_argument("--token", help="a service key or user token (default: SUPABASE_ACCESS_TOKEN)")
+    p.add_argument("--exec", dest="command", help="run each task with this shell command")
+    p.add_argument("--poll-interval", type=float, default=10.0, help="seconds between claims when idle")
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--lease-seconds", type=int, default=300)
+    p.add_argument("--heartbeat-interval", type=float, help="default: a third of the lease")
+    p.add_argument("--shutdown-grace", type=float, default=10.0)
+    p.add_argument("--exit-when-empty", action="store_true", help="exit 0 once nothing is claimable")
+    p.add_argument("--worker-id", help="default: HOSTNAME-PID")
+    p.set_defaults(func=run_worker_command)
+
+
+def run_worker_command(args: argparse.Namespace, settings: Any) -> int:
+    from taskclaim.exceptions import ConfigError
+
+    if args.command is None:
+        raise ConfigError(
+            "taskclaim worker needs --exec CMD (or register handlers in Python: taskclaim.worker)"
+        )
+    if args.concurrency < 1 or args.lease_seconds < 1 or args.poll_interval < 0:
+        raise ConfigError("--concurrency and --lease-seconds must be at least 1, --poll-interval at least 0")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    client = TaskClient(args.url, args.token)
+    if not client.claim_url and not client.database_url:
+        raise ConfigError(
+            "no claim URL (--url, SUPABASE_EDGE_CLAIM_TASK_URL, SUPABASE_URL) and no DATABASE_URL"
+        )
+    config = WorkerConfig(
+        poll_interval=args.poll_interval,
+        concurrency=args.concurrency,
+        lease_seconds=args.lease_seconds,
+        heartbeat_interval=args.heartbeat_interval,
+        shutdown_grace=args.shutdown_grace,
+        exit_when_empty=args.exit_when_empty,
+    )
+    if args.worker_id:
+        config.worker_id = args.worker_id
+    worker = Worker(client, config, command=args.command)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())
+    try:
+        worker.run()
+    finally:
+        client.close()
+    print(
+        f"worker {config.worker_id} stopped: " + ", ".join(f"{k} {v}" for k, v in worker.counts.items()),
+        file=sys.stderr,
+    )
+    return 0
