@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from taskclaim.queries import query
 from tests.helpers import Conn, make_project, make_task, make_tasks, status_counts, task
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -196,3 +197,20 @@ def test_claim_cost_does_not_grow_with_finished_or_blocked_tasks(db: Conn) -> No
     assert status_counts(db)["In Progress"] == claimed_before + 2  # both EXPLAINs really claimed
     assert 0 < service < 200, service
     assert 0 < user_claim < 200, user_claim
+
+
+def test_only_one_reaper_at_a_time(db: Conn, db_url: str) -> None:
+    project = make_project(db)
+    for _ in range(3):
+        make_task(db, project)
+    db.execute(
+        "update public.tasks set status = 'In Progress', worker_id = 'gone', attempts = 1,"
+        " lease_expires_at = now() - interval '1 second'"
+    )
+    with psycopg.connect(db_url) as leader:
+        leader.execute("select pg_advisory_xact_lock(hashtext('taskclaim.reaper'))")  # another replica reaps
+        assert db.execute(query("reap_if_leader"), {"limit": 10}).fetchall() == []
+        assert status_counts(db) == {"In Progress": 3}
+        leader.rollback()
+    assert len(db.execute(query("reap_if_leader"), {"limit": 10}).fetchall()) == 3
+    assert status_counts(db) == {"Queued": 3}

@@ -1,0 +1,139 @@
+"""``taskclaim worker`` processes against a real service: --exec end to end, SIGTERM, and SIGKILL crashes."""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.conftest import SERVICE_KEY
+from tests.helpers import Conn, make_project, make_task, status_counts, task
+from tests.processes import ServiceProcess, TaskclaimProcess
+
+# Echoes {"echo": params} to stdout; with params {"fail": true} it writes to stderr and exits 1.
+SCRIPT = (
+    "import json, sys; p = json.load(sys.stdin)\n"
+    "if p.get('fail'): sys.stderr.write('x' * 5000 + 'the model ran out of memory'); sys.exit(1)\n"
+    "print(json.dumps({'echo': p}))"
+)
+ECHO = f"{shlex.quote(sys.executable)} -c {shlex.quote(SCRIPT)}"
+
+
+def worker(service: ServiceProcess, tmp_path: Path, name: str, command: str, *extra: str) -> TaskclaimProcess:
+    args = [
+        "worker", "--url", service.url + "/functions/v1/claim-next-task", "--token", SERVICE_KEY,
+        "--exec", command, "--worker-id", name, "--poll-interval", "0.2", *extra,
+    ]  # fmt: skip
+    return TaskclaimProcess(args, {"DATABASE_URL": ""}, tmp_path / f"{name}.log").start()
+
+
+def wait_for_claim(db: Conn, worker_id: str, timeout: float = 30) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = db.execute(
+            "select id, attempts, generation_started_at, lease_expires_at from tasks"
+            " where status = 'In Progress' and worker_id like %s",
+            (worker_id + "-%",),
+        ).fetchone()
+        if row is not None:
+            return dict(row)
+        time.sleep(0.05)
+    raise AssertionError(f"{worker_id} claimed nothing in {timeout}s")
+
+
+@pytest.mark.slow
+def test_three_exec_workers_complete_fifty_tasks_with_their_stdout(
+    db: Conn, service: ServiceProcess, tmp_path: Path
+) -> None:
+    project = make_project(db)
+    ids = [make_task(db, project, params={"n": n}) for n in range(50)]
+    workers = [worker(service, tmp_path, f"w{i}", ECHO, "--exit-when-empty") for i in range(3)]
+    assert [w.wait(120) for w in workers] == [0, 0, 0], [w.log() for w in workers]
+    assert status_counts(db) == {"Complete": 50}
+    for n, task_id in enumerate(ids):
+        assert task(db, task_id)["result"] == {"echo": {"n": n}}
+    logs = "".join(w.log() for w in workers)
+    assert logs.count(": Complete in ") == 50  # a progress line per task
+
+
+def test_a_command_that_exits_1_fails_the_task_with_its_stderr_tail(
+    db: Conn, service: ServiceProcess, tmp_path: Path
+) -> None:
+    task_id = make_task(db, make_project(db), params={"fail": True})
+    process = worker(service, tmp_path, "fails", ECHO, "--exit-when-empty")
+    assert process.wait(60) == 0, process.log()
+    row = task(db, task_id)
+    assert row["status"] == "Failed"
+    assert row["error"].startswith("exit 1: ")
+    assert row["error"].endswith("the model ran out of memory")
+    assert len(row["error"]) < 2100  # the tail, not all 5,000 bytes
+
+
+@pytest.mark.parametrize(("grace", "expected"), [("30", "Complete"), ("0.5", "Queued")])
+def test_sigterm_during_a_task_finishes_or_releases_it(
+    db: Conn, service: ServiceProcess, tmp_path: Path, grace: str, expected: str
+) -> None:
+    task_id = make_task(db, make_project(db))
+    process = worker(service, tmp_path, "term", "sleep 2; echo done", "--shutdown-grace", grace)
+    wait_for_claim(db, "term")
+    process.signal(signal.SIGTERM)
+    assert process.wait(60) == 0, process.log()
+    row = task(db, task_id)
+    assert row["status"] == expected, process.log()
+    if expected == "Queued":
+        assert (row["attempts"], row["worker_id"]) == (0, None)  # released: not counted
+    else:
+        assert row["result"] == "done\n"
+
+
+def test_worker_without_exec_or_url_exits_with_one_line(tmp_path: Path) -> None:
+    process = TaskclaimProcess(["worker"], {"DATABASE_URL": ""}, tmp_path / "w.log").start()
+    assert process.wait(30) == 1
+    assert process.log().strip().startswith("taskclaim: error: ")
+    assert len(process.log().strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_twenty_sigkilled_workers_lose_no_task_and_never_share_one(
+    db: Conn, service: ServiceProcess, tmp_path: Path
+) -> None:
+    project = make_project(db)
+    ids = [make_task(db, project, max_attempts=100) for _ in range(4)]
+    claims: dict[tuple[str, int], dict[str, datetime]] = {}  # (task, attempt) -> started, final lease
+    for kill in range(20):
+        name = f"crash{kill}"
+        process = worker(
+            service, tmp_path, name, "sleep 3", "--lease-seconds", "1", "--heartbeat-interval", "0.2"
+        )
+        seen = wait_for_claim(db, name)
+        process.signal(signal.SIGKILL)
+        process.wait(10)
+        row = task(db, str(seen["id"]))
+        key = (str(seen["id"]), int(seen["attempts"]))  # type: ignore[call-overload]
+        final_lease = row["lease_expires_at"] if row["attempts"] == key[1] else seen["lease_expires_at"]
+        claims[key] = {"started": seen["generation_started_at"], "lease": final_lease}  # type: ignore[dict-item]
+
+    finisher = worker(service, tmp_path, "finisher", "true", "--exit-when-empty", "--lease-seconds", "30")
+    deadline = time.monotonic() + 60
+    while status_counts(db) != {"Complete": 4}:  # the last killed workers' leases must run out first
+        assert time.monotonic() < deadline, status_counts(db)
+        if finisher.process is not None and finisher.process.poll() is not None:
+            finisher = worker(
+                service, tmp_path, "finisher", "true", "--exit-when-empty", "--lease-seconds", "30"
+            )
+        time.sleep(0.2)
+    finisher.stop()
+    assert status_counts(db) == {"Complete": 4}  # none lost
+    for task_id in ids:
+        attempts = sorted((a, c) for (t, a), c in claims.items() if t == str(task_id))
+        for (_, earlier), (_, later) in itertools.pairwise(attempts):
+            # a new holder only after the previous holder's lease had run out: never two live holders
+            assert later["started"] >= earlier["lease"]
+    assert len(claims) == 20
+    assert max(attempt for _, attempt in claims) >= 3  # tasks really were taken over, again and again
