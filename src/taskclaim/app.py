@@ -258,7 +258,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             timeout=settings.pool_timeout_seconds,
         )
         await pool.open(wait=False)
-        queue = Queue(pool)
+        queue = Queue(pool, max_inflight_batches=settings.claim_batches_inflight)
         jwks = JwksCache(static_jwks=settings.jwks_json, url=settings.jwks_url)
         app.state.service = Service(settings, queue, jwks)
         tasks = []

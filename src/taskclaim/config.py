@@ -68,6 +68,9 @@ class Settings:
     pool_max_size: int = 16
     # How long a request waits for a database connection before it answers 503.
     pool_timeout_seconds: float = 5.0
+    # How many coalesced claim statements may run at once (see taskclaim.batching). One is fastest:
+    # concurrent claim statements make each other skip the rows they lock.
+    claim_batches_inflight: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -91,4 +94,5 @@ class Settings:
             pool_min_size=int(_number(env, "TASKCLAIM_POOL_MIN", 4)),
             pool_max_size=int(_number(env, "TASKCLAIM_POOL_MAX", 16)),
             pool_timeout_seconds=_number(env, "TASKCLAIM_POOL_TIMEOUT", 5.0),
+            claim_batches_inflight=max(1, int(_number(env, "TASKCLAIM_CLAIM_BATCHES", 1))),
         )

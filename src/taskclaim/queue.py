@@ -20,6 +20,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from taskclaim.batching import ClaimBatcher
 from taskclaim.exceptions import (
     BadRequest,
     Conflict,
@@ -50,9 +51,14 @@ def _primary_message(exc: psycopg.Error) -> str:
 
 
 class Queue:
-    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]], *, max_inflight_batches: int = 1
+    ) -> None:
         self.pool = pool
         self._check_task: asyncio.Task[None] | None = None
+        self.batcher = ClaimBatcher(
+            lambda params: self._rows("claim_batch", params), max_inflight=max_inflight_batches
+        )
 
     @classmethod
     def create_pool(
@@ -118,6 +124,9 @@ class Queue:
         lease_seconds: int = 300,
         claim_id: uuid.UUID | None = None,
     ) -> Row | None:
+        """Claims without a claim_id are coalesced with concurrent ones (see ``taskclaim.batching``)."""
+        if claim_id is None:
+            return await self.batcher.claim(worker_id, user_id, lease_seconds)
         return await self._one(
             "claim",
             {

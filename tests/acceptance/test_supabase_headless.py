@@ -46,10 +46,9 @@ def broken_db_url(pg_server_url: str) -> Iterator[str]:
     migrations.migrate(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "create or replace function public.taskclaim_claim(p_worker_id text,"
-            " p_user_id uuid default null, p_lease_seconds integer default 300, p_claim_id uuid default null)"
-            " returns table (task_id uuid, params jsonb, task_type text, project_id uuid, worker_id text,"
-            " attempt integer, lease_expires_at timestamptz)"
+            "create or replace function public.taskclaim_claim_batch(p_worker_ids text[], p_user_id uuid,"
+            " p_lease_seconds integer) returns table (ordinal integer, task_id uuid, params jsonb,"
+            " task_type text, project_id uuid, worker_id text, attempt integer, lease_expires_at timestamptz)"
             " language plpgsql as $$ begin raise exception 'a bug in the claim'; end $$"
         )
     yield url

@@ -27,9 +27,19 @@ ECHO = f"{shlex.quote(sys.executable)} -c {shlex.quote(SCRIPT)}"
 
 def worker(service: ServiceProcess, tmp_path: Path, name: str, command: str, *extra: str) -> TaskclaimProcess:
     args = [
-        "worker", "--url", service.url + "/functions/v1/claim-next-task", "--token", SERVICE_KEY,
-        "--exec", command, "--worker-id", name, "--poll-interval", "0.2", *extra,
-    ]  # fmt: skip
+        "worker",
+        "--url",
+        service.url + "/functions/v1/claim-next-task",
+        "--token",
+        SERVICE_KEY,
+        "--exec",
+        command,
+        "--worker-id",
+        name,
+        "--poll-interval",
+        "0.2",
+        *extra,
+    ]
     return TaskclaimProcess(args, {"DATABASE_URL": ""}, tmp_path / f"{name}.log").start()
 
 

@@ -72,3 +72,7 @@ select 1
 
 -- func_claim_user_task --
 select * from public.func_claim_user_task('tasks', %(worker_id)s, %(user_id)s)
+
+-- claim_batch --
+select ordinal, task_id, params, task_type, project_id, worker_id, attempt, lease_expires_at
+  from public.taskclaim_claim_batch(%(worker_ids)s, %(user_id)s, %(lease_seconds)s)

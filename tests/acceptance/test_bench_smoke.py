@@ -1,0 +1,46 @@
+"""The benchmark harness at tiny sizes, so it never rots. It asserts that every step produced figures,
+nothing about speed: speed lives in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_every_benchmark_step_produces_figures(tmp_path: Path, repo_root: Path) -> None:
+    out, raw = tmp_path / "BENCHMARKS.md", tmp_path / "results.json"
+    out.write_text(
+        "# kept\n\n<!-- results: begin -->\nSTALE FIGURES\n<!-- results: end -->\n\nanalysis kept\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out), "--json", str(raw)],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(raw.read_text())
+    for step in ("ceiling", "rpc", "http"):
+        assert figures[step], step
+        for concurrency, row in figures[step].items():
+            assert row["claims_per_s"] > 0, (step, concurrency)
+            assert row.get("claimed", 1) > 0, (step, concurrency)
+    assert figures["cycle"]["completed"] > 0
+    assert len(figures["sustained"]["per_minute"]) == 2
+    assert all(rate > 0 for rate in figures["sustained"]["per_minute"])
+    assert [(g["finished"], g["blocked"]) for g in figures["growth"]] == [
+        (0, 0),
+        (0, 500),
+        (2000, 0),
+        (2000, 500),
+    ]
+    assert all(g["latency_ms"] > 0 for g in figures["growth"])
+    text = out.read_text()
+    assert text.startswith("# kept\n") and text.rstrip().endswith("analysis kept")  # the analysis survives
+    assert "STALE FIGURES" not in text and "## Targets" in text
