@@ -151,16 +151,18 @@ def report(results: dict[str, Any], sizes: Sizes, command: str, seconds: float) 
         "",
         "## Claim latency as the table grows",
         "",
-        f"pgbench, one client, {sizes.growth_seconds:.0f} s each; finished (`Complete`) and blocked",
-        "tasks are all older than the ready ones.",
+        f"pgbench, one client, {sizes.growth_seconds:.0f} s each, after a CHECKPOINT; finished (`Complete`)",
+        "and blocked tasks are all older than the ready ones. Buffers: `EXPLAIN (ANALYZE, BUFFERS)` of one",
+        "claim, shared hits + reads.",
         "",
-        "| finished tasks | blocked tasks | claims/s | mean latency ms | × empty |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        "| finished tasks | blocked tasks | buffers per claim | claims/s | mean latency ms | × empty |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     empty = results["growth"][0]["latency_ms"]
     for g in results["growth"]:
         lines.append(
-            f"| {g['finished']:,} | {g['blocked']:,} | {g['claims_per_s']:,.0f} | {g['latency_ms']:.3f} | "
+            f"| {g['finished']:,} | {g['blocked']:,} | {g['buffers']} | {g['claims_per_s']:,.0f} | "
+            f"{g['latency_ms']:.3f} | "
             f"{_ratio(g['latency_ms'], empty):.2f} |"
         )
     s = results["sustained"]

@@ -230,9 +230,21 @@ class Bench:
                         self._add_blocked(conn, blocked)
                     self.add_ready(conn, max(5_000, int(20_000 * self.sizes.growth_seconds)))
                     conn.execute("vacuum analyze tasks")
+                    # Write out the bulk load now, so that its checkpoint does not land in the measurement.
+                    conn.execute("checkpoint")
+                    buffers = self._claim_buffers(conn)
                 figures = self.pgbench(1, self.sizes.growth_seconds)
-                rows.append({"finished": finished, "blocked": blocked, **figures})
+                rows.append({"finished": finished, "blocked": blocked, "buffers": buffers, **figures})
         return rows
+
+    def _claim_buffers(self, conn: psycopg.Connection[Any]) -> int:
+        """Shared buffers one claim touches (EXPLAIN ANALYZE, BUFFERS), after two warm-up claims."""
+        for _ in range(2):
+            conn.execute(CLAIM_SQL).fetchall()
+        row = conn.execute(f"explain (analyze, buffers, format json) {CLAIM_SQL}").fetchone()
+        assert row is not None
+        plan = row[0][0]["Plan"]
+        return int(plan["Shared Hit Blocks"] + plan["Shared Read Blocks"])
 
     def _add_finished(self, conn: psycopg.Connection[Any], count: int) -> None:
         if count <= 0:

@@ -7,7 +7,6 @@ embedded PostgreSQL of their own (fsync off: the tests do not need durability, o
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from psycopg.rows import DictRow, dict_row
 
 from taskclaim import migrations
 from taskclaim.embedded import EmbeddedPostgres
-from tests.helpers import database_on
+from tests.helpers import create_database, drop_database
 
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
@@ -38,25 +37,18 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def db_url(pg_server_url: str) -> Iterator[str]:
     """A fresh database on that server, migrated once for the whole session."""
-    name = f"taskclaim_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'create database "{name}"')
-    url = database_on(pg_server_url, name)
+    url = create_database(pg_server_url, "taskclaim_test")
     migrations.migrate(url)
     yield url
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'drop database if exists "{name}" with (force)')
+    drop_database(url)
 
 
 @pytest.fixture
 def empty_db_url(pg_server_url: str) -> Iterator[str]:
     """A database with nothing in it, for migration tests."""
-    name = f"taskclaim_empty_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'create database "{name}"')
-    yield database_on(pg_server_url, name)
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'drop database if exists "{name}" with (force)')
+    url = create_database(pg_server_url, "taskclaim_empty")
+    yield url
+    drop_database(url)
 
 
 @pytest.fixture

@@ -20,6 +20,21 @@ def database_on(server_url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
+def create_database(server_url: str, prefix: str) -> str:
+    """A new, empty database on the server; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'create database "{name}"')
+    return database_on(server_url, name)
+
+
+def drop_database(url: str) -> None:
+    server_url = database_on(url, "postgres")
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'drop database if exists "{name}" with (force)')
+
+
 def make_project(
     conn: Conn, user_id: uuid.UUID | None = None, project_id: uuid.UUID | None = None
 ) -> uuid.UUID:

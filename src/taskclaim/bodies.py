@@ -91,6 +91,15 @@ def optional_int(body: dict[str, Any], name: str, low: int, high: int) -> int | 
     return value
 
 
+def optional_number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise BodyError(400, f"{name} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
 def optional_bool(body: dict[str, Any], name: str, default: bool) -> bool:
     value = body.get(name, default)
     if not isinstance(value, bool):

@@ -105,6 +105,14 @@ def _edge_claim_url() -> str | None:
     return base.rstrip("/") + "/functions/v1/claim-next-task" if base else None
 
 
+def _access_token() -> str | None:
+    return SUPABASE_ACCESS_TOKEN or os.getenv("SUPABASE_ACCESS_TOKEN")
+
+
+def _database_url() -> str | None:
+    return DATABASE_URL or os.getenv("DATABASE_URL") or os.getenv("SUPABASE_DB_URL")
+
+
 class _Fallback(Exception):
     """Internal: the service did not serve this call; use the RPC path."""
 
@@ -131,10 +139,8 @@ class TaskClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.claim_url = claim_url if claim_url is not None else _edge_claim_url()
-        self.access_token = access_token or SUPABASE_ACCESS_TOKEN or os.getenv("SUPABASE_ACCESS_TOKEN")
-        self.database_url = (
-            database_url or DATABASE_URL or os.getenv("DATABASE_URL") or os.getenv("SUPABASE_DB_URL")
-        )
+        self.access_token = access_token or _access_token()
+        self.database_url = database_url or _database_url()
         self.supabase_client = supabase_client if supabase_client is not None else SUPABASE_CLIENT
         self.user_id = user_id  # the RPC fallback claims only this user's tasks when set
         self.retries = retries
@@ -150,17 +156,28 @@ class TaskClient:
     # -- the calls -----------------------------------------------------------------------------------
 
     def claim(
-        self, *, worker_id: str | None = None, lease_seconds: int | None = None, claim_id: str | None = None
+        self,
+        *,
+        worker_id: str | None = None,
+        lease_seconds: int | None = None,
+        claim_id: str | None = None,
+        wait_seconds: float = 0,
     ) -> Task | None:
-        """The oldest ready task, now held by ``worker_id``; None when nothing is claimable."""
+        """The oldest ready task, now held by ``worker_id``; None when nothing is claimable.
+
+        With ``wait_seconds`` the service holds the request until a task is ready or the time is up (a
+        long poll, woken by LISTEN/NOTIFY); the RPC fallback does not wait.
+        """
         worker_id = worker_id or str(uuid.uuid4())
         body: dict[str, Any] = {"worker_id": worker_id}
         if lease_seconds is not None:
             body["lease_seconds"] = lease_seconds
         if claim_id is not None:
             body["claim_id"] = claim_id
+        if wait_seconds > 0:
+            body["wait_seconds"] = wait_seconds
         try:
-            response = self._post("claim-next-task", body, definite=frozenset())
+            response = self._post("claim-next-task", body, definite=frozenset(), extra_time=wait_seconds)
         except _Fallback as reason:
             rows = self._rpc_claim(worker_id, lease_seconds, claim_id, reason)
             return Task.from_row(rows[0]) if rows else None
@@ -244,7 +261,9 @@ class TaskClient:
         assert self.claim_url is not None
         return self.claim_url.rsplit("/", 1)[0] + "/" + function
 
-    def _post(self, function: str, body: dict[str, Any], definite: frozenset[int]) -> dict[str, Any] | None:
+    def _post(
+        self, function: str, body: dict[str, Any], definite: frozenset[int], extra_time: float = 0
+    ) -> dict[str, Any] | None:
         """POST to the service; the answer's JSON, or None for 204. Raises ``_Fallback`` when the service
         did not serve the call, ``ClientError``/``NotHeld`` for a definite refusal."""
         if not self.claim_url:
@@ -253,7 +272,10 @@ class TaskClient:
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
-                response = self._http.post(self._url(function), json=body, headers=headers)
+                timeout = self._http.timeout.read or 15.0
+                response = self._http.post(
+                    self._url(function), json=body, headers=headers, timeout=timeout + extra_time
+                )
             except httpx.TimeoutException as exc:
                 # No answer in time: the call may have been served, so it is not repeated here.
                 raise _Fallback(f"no answer from the service: {exc!r}") from exc
@@ -390,15 +412,12 @@ def get_oldest_queued_task_supabase(worker_id: str | None = None) -> dict[str, A
     ``SUPABASE_CLIENT``. The module's settings are read on every call.
     """
     global _default
-    client = TaskClient()
-    key = (client.claim_url, client.access_token, client.database_url, id(client.supabase_client))
+    key = (_edge_claim_url(), _access_token(), _database_url(), id(SUPABASE_CLIENT))
     with _default_lock:
-        if _default is not None and _default[0] == key:
-            client.close()
-            client = _default[1]
-        else:
+        if _default is None or _default[0] != key:
             if _default is not None:
                 _default[1].close()
-            _default = (key, client)
+            _default = (key, TaskClient())
+        client = _default[1]
     task = client.claim(worker_id=worker_id)
     return None if task is None else task.as_dict()

@@ -91,7 +91,17 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/functions/v1/claim-next-task": _function(
                 "Claim the oldest ready task (the service: any user's; a user: their own)",
-                {"worker_id": {"type": "string"}, "lease_seconds": lease, "claim_id": _UUID},
+                {
+                    "worker_id": {"type": "string"},
+                    "lease_seconds": lease,
+                    "claim_id": _UUID,
+                    "wait_seconds": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": 60,
+                        "description": "long poll: wait up to this long for a task before answering 204",
+                    },
+                },
                 [],
                 {
                     "200": _json(_TASK, "the claimed task"),

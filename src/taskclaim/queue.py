@@ -69,7 +69,7 @@ class Queue:
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={"autocommit": True, "row_factory": dict_row, "application_name": "taskclaim"},
             open=False,
             name="taskclaim",
         )
@@ -247,6 +247,12 @@ class Queue:
 
     async def task_counts(self, user_id: uuid.UUID | None) -> list[Row]:
         return await self._rows("task_counts", {"user_id": user_id})
+
+    async def gauges(self) -> Row:
+        """Ready, in-progress and lease-expired task counts, read from the partial indexes."""
+        row = await self._one("queue_gauges", {})
+        assert row is not None
+        return row
 
     async def token_user(self, jti_hash: str) -> Row | None:
         return await self._one("token_user", {"jti_hash": jti_hash})

@@ -226,6 +226,12 @@ class Worker:
         )
 
 
+def _cancelled(task: Task) -> _Running:
+    running = _Running(task)
+    running.cancelled = True
+    return running
+
+
 # -- the command line ------------------------------------------------------------------------------
 
 

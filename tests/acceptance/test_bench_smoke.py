@@ -40,7 +40,7 @@ def test_every_benchmark_step_produces_figures(tmp_path: Path, repo_root: Path) 
         (2000, 0),
         (2000, 500),
     ]
-    assert all(g["latency_ms"] > 0 for g in figures["growth"])
+    assert all(g["latency_ms"] > 0 and g["buffers"] > 0 for g in figures["growth"])
     text = out.read_text()
     assert text.startswith("# kept\n") and text.rstrip().endswith("analysis kept")  # the analysis survives
     assert "STALE FIGURES" not in text and "## Targets" in text

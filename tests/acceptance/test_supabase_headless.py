@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,16 @@ from taskclaim import client as client_module
 from taskclaim import migrations
 from taskclaim.client import ServiceUnavailable, TaskClient, get_oldest_queued_task_supabase
 from tests.acceptance.conftest import SERVICE_KEY, service_env
-from tests.helpers import Conn, database_on, make_project, make_task, make_tasks, status_counts, task
+from tests.helpers import (
+    Conn,
+    create_database,
+    drop_database,
+    make_project,
+    make_task,
+    make_tasks,
+    status_counts,
+    task,
+)
 from tests.processes import ServiceProcess, free_port
 
 CLAIM_PATH = "/functions/v1/claim-next-task"
@@ -39,10 +47,7 @@ def claim_url(service: ServiceProcess) -> str:
 @pytest.fixture(scope="module")
 def broken_db_url(pg_server_url: str) -> Iterator[str]:
     """A database whose service-side claim raises an unexpected error; the plan's RPC still works."""
-    name = f"taskclaim_broken_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'create database "{name}"')
-    url = database_on(pg_server_url, name)
+    url = create_database(pg_server_url, "taskclaim_broken")
     migrations.migrate(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
@@ -52,8 +57,7 @@ def broken_db_url(pg_server_url: str) -> Iterator[str]:
             " language plpgsql as $$ begin raise exception 'a bug in the claim'; end $$"
         )
     yield url
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'drop database if exists "{name}" with (force)')
+    drop_database(url)
 
 
 @pytest.fixture(scope="module")

@@ -76,3 +76,13 @@ select * from public.func_claim_user_task('tasks', %(worker_id)s, %(user_id)s)
 -- claim_batch --
 select ordinal, task_id, params, task_type, project_id, worker_id, attempt, lease_expires_at
   from public.taskclaim_claim_batch(%(worker_ids)s, %(user_id)s, %(lease_seconds)s)
+
+-- listen_ready --
+listen taskclaim_ready
+
+-- queue_gauges --
+-- Both counts read the claim's and the lease's partial indexes: cheap however many tasks have finished.
+select (select count(*) from public.tasks where status = 'Queued' and not blocked) as ready,
+       (select count(*) from public.tasks where status = 'In Progress') as in_progress,
+       (select count(*) from public.tasks
+         where status = 'In Progress' and lease_expires_at < now()) as lease_expired

@@ -1,0 +1,221 @@
+"""The Edge Functions: ``POST /functions/v1/<name>``, one thin handler each.
+
+A handler gets the caller (already authenticated) and the body (already parsed), calls one method of
+``Queue`` and shapes the answer. ``endpoint`` wraps each one: the CORS preflight before any auth check,
+auth, the body, errors as ``{"error": "..."}`` with their status, and the request metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from taskclaim import bodies
+from taskclaim.auth import Authenticator, Caller
+from taskclaim.bodies import BodyError
+from taskclaim.config import Settings
+from taskclaim.exceptions import AuthError, DatabaseUnavailable, QueueError
+from taskclaim.jwks import JwksCache
+from taskclaim.metrics import Metrics
+from taskclaim.notifier import ReadyNotifier
+from taskclaim.queue import Queue
+
+log = logging.getLogger("taskclaim.handlers")
+
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "authorization, x-client-info, apikey, content-type",
+    "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+}
+CLAIM_BODY_LIMIT = 16 * 1024
+TASK_BODY_LIMIT = 512 * 1024
+RETRY_AFTER_SECONDS = "2"
+MAX_WAIT_SECONDS = 60
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(content),
+        status_code=status,
+        media_type="application/json",
+        headers={**CORS, **(headers or {})},
+    )
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response({"error": message}, status, headers)
+
+
+class Service:
+    """What the handlers share: settings, the queue and the authenticator."""
+
+    def __init__(self, settings: Settings, queue: Queue, jwks: JwksCache, notifier: ReadyNotifier) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.jwks = jwks
+        self.notifier = notifier
+        self.auth = Authenticator(settings, queue, jwks)
+        self.metrics = Metrics()
+
+    def lease_seconds(self, body: dict[str, Any]) -> int:
+        value = bodies.optional_int(body, "lease_seconds", 1, self.settings.max_lease_seconds)
+        return self.settings.default_lease_seconds if value is None else value
+
+
+Handler = Callable[[Service, Caller, dict[str, Any]], Awaitable[Response]]
+
+
+def endpoint(name: str, handler: Handler, body_limit: int) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: CORS preflight, auth, body, the mapping of errors to statuses, metrics."""
+
+    async def run(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=CORS)
+        service: Service = request.app.state.service
+        started = time.perf_counter()
+        response = await answer(service, request)
+        service.metrics.observe(name, response.status_code, time.perf_counter() - started)
+        return response
+
+    async def answer(service: Service, request: Request) -> Response:
+        try:
+            caller = await service.auth.authenticate(request.headers.get("authorization"))
+            body = await bodies.read_object(request, body_limit)
+            return await handler(service, caller, body)
+        except (AuthError, BodyError, QueueError) as exc:
+            return error_response(exc.status, exc.message)
+        except DatabaseUnavailable as exc:
+            log.warning("database unavailable: %s", exc)
+            service.metrics.database_unavailable += 1
+            return error_response(503, "database unavailable", {"Retry-After": RETRY_AFTER_SECONDS})
+
+    return run
+
+
+def _task_answer(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "task_id": row["task_id"],
+        "params": row["params"],
+        "task_type": row["task_type"],
+        "project_id": row["project_id"],
+        "worker_id": row["worker_id"],
+        "attempt": row["attempt"],
+        "lease_expires_at": row["lease_expires_at"],
+    }
+
+
+async def claim_next_task(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+    worker_id = bodies.optional_str(body, "worker_id") or str(uuid.uuid4())
+    lease_seconds = service.lease_seconds(body)
+    claim_id = bodies.optional_uuid(body, "claim_id")
+    wait_seconds = bodies.optional_number(body, "wait_seconds", 0, MAX_WAIT_SECONDS) or 0.0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while True:
+        woken = service.notifier.event(caller.user_id)  # taken first: a task arriving now wakes us
+        row = await service.queue.claim(
+            worker_id, user_id=caller.user_id, lease_seconds=lease_seconds, claim_id=claim_id
+        )
+        remaining = deadline - loop.time()
+        if row is not None or remaining <= 0:
+            break
+        await service.notifier.wait(woken, remaining)
+    if row is None:
+        return Response(status_code=204, headers=CORS)
+    return json_response(_task_answer(row))
+
+
+def _holder(body: dict[str, Any]) -> tuple[uuid.UUID, str, int | None]:
+    return (
+        bodies.required_uuid(body, "task_id"),
+        bodies.required_str(body, "worker_id"),
+        bodies.optional_int(body, "attempt", 1, 2**31 - 1),
+    )
+
+
+async def heartbeat(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+    task_id, worker_id, attempt = _holder(body)
+    expires = await service.queue.heartbeat(
+        task_id,
+        worker_id,
+        attempt=attempt,
+        lease_seconds=service.lease_seconds(body),
+        user_id=caller.user_id,
+    )
+    return json_response({"task_id": task_id, "lease_expires_at": expires})
+
+
+async def complete_task(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+    task_id, worker_id, attempt = _holder(body)
+    row = await service.queue.complete(
+        task_id,
+        worker_id,
+        attempt=attempt,
+        result=body.get("result"),
+        output_location=bodies.optional_str(body, "output_location", 2048),
+        user_id=caller.user_id,
+    )
+    return json_response(row)
+
+
+async def fail_task(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+    task_id, worker_id, attempt = _holder(body)
+    row = await service.queue.fail(
+        task_id,
+        worker_id,
+        attempt=attempt,
+        error=bodies.optional_str(body, "error", 8192),
+        retry=bodies.optional_bool(body, "retry", False),
+        user_id=caller.user_id,
+    )
+    return json_response(row)
+
+
+async def release_task(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+    task_id, worker_id, attempt = _holder(body)
+    await service.queue.release(task_id, worker_id, attempt=attempt, user_id=caller.user_id)
+    return json_response({"task_id": task_id, "status": "Queued"})
+
+
+async def create_task(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+    params = body.get("params", {})
+    if not isinstance(params, dict):
+        raise BodyError(400, "params must be a JSON object")
+    row = await service.queue.create_task(
+        bodies.required_uuid(body, "project_id"),
+        bodies.required_str(body, "task_type"),
+        params,
+        dependant_on=bodies.optional_uuid(body, "dependant_on"),
+        idempotency_key=bodies.optional_str(body, "idempotency_key"),
+        user_id=caller.user_id,
+        max_attempts=bodies.optional_int(body, "max_attempts", 1, 1000) or 3,
+    )
+    return json_response(row, 201 if row["created"] else 200)
+
+
+async def task_counts(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+    rows = await service.queue.task_counts(caller.user_id)
+    totals = {
+        key: sum(r[key] for r in rows)
+        for key in ("queued", "blocked", "in_progress", "complete", "failed", "cancelled")
+    }
+    return json_response({"totals": totals, "by_task_type": rows})
+
+
+FUNCTIONS: dict[str, tuple[Handler, int]] = {
+    "claim-next-task": (claim_next_task, CLAIM_BODY_LIMIT),
+    "heartbeat": (heartbeat, CLAIM_BODY_LIMIT),
+    "complete-task": (complete_task, TASK_BODY_LIMIT),
+    "fail-task": (fail_task, TASK_BODY_LIMIT),
+    "release-task": (release_task, CLAIM_BODY_LIMIT),
+    "create-task": (create_task, TASK_BODY_LIMIT),
+    "task-counts": (task_counts, CLAIM_BODY_LIMIT),
+}

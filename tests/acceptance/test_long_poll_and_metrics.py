@@ -1,0 +1,114 @@
+"""Long-poll claims woken by LISTEN/NOTIFY, the Prometheus metrics and the dashboard page."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.acceptance.conftest import SERVICE_KEY, Credentials, bearer
+from tests.helpers import Conn, make_project, make_task, status_counts, task
+from tests.processes import ServiceProcess
+
+CLAIM = "/functions/v1/claim-next-task"
+
+
+def claim_in_background(service: ServiceProcess, body: dict[str, object], token: str = SERVICE_KEY):  # type: ignore[no-untyped-def]
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        started = time.monotonic()
+        with httpx.Client(base_url=service.url, timeout=60) as client:
+            result["response"] = client.post(CLAIM, json=body, headers=bearer(token))
+        result["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def test_a_waiting_claim_is_woken_by_a_new_task(db: Conn, service: ServiceProcess) -> None:
+    project = make_project(db)
+    thread, result = claim_in_background(service, {"wait_seconds": 30})
+    time.sleep(0.5)
+    task_id = make_task(db, project)
+    thread.join(40)
+    response = result["response"]
+    assert isinstance(response, httpx.Response) and response.status_code == 200
+    assert response.json()["task_id"] == str(task_id)
+    # Woken by the notification, not by the waiters' own 5-second retry (nor the 30-second deadline).
+    assert result["seconds"] < 4.0  # type: ignore[operator]
+
+
+def test_a_waiting_claim_is_woken_when_a_parent_completes(db: Conn, service: ServiceProcess) -> None:
+    project = make_project(db)
+    parent = make_task(db, project)
+    db.execute("update tasks set status = 'In Progress' where id = %s", (parent,))
+    child = make_task(db, project, dependant_on=parent)
+    thread, result = claim_in_background(service, {"wait_seconds": 30})
+    time.sleep(0.5)
+    db.execute("update tasks set status = 'Complete' where id = %s", (parent,))
+    thread.join(40)
+    response = result["response"]
+    assert isinstance(response, httpx.Response) and response.json()["task_id"] == str(child)
+    assert result["seconds"] < 4.0  # type: ignore[operator]
+
+
+def test_a_wait_with_nothing_to_claim_ends_in_204(http: httpx.Client) -> None:
+    started = time.monotonic()
+    response = http.post(CLAIM, json={"wait_seconds": 1}, headers=bearer(SERVICE_KEY))
+    assert response.status_code == 204
+    assert time.monotonic() - started >= 1.0
+
+
+def test_a_waiting_user_is_not_given_another_users_task(db: Conn, service: ServiceProcess) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    thread, result = claim_in_background(service, {"wait_seconds": 2}, Credentials.user_jwt(alice))
+    time.sleep(0.3)
+    bobs = make_task(db, make_project(db, bob))
+    thread.join(10)
+    response = result["response"]
+    assert isinstance(response, httpx.Response) and response.status_code == 204
+    assert task(db, bobs)["status"] == "Queued"
+
+
+@pytest.mark.parametrize("wait", [-1, 61, "soon", True])
+def test_bad_wait_seconds_is_400(http: httpx.Client, wait: object) -> None:
+    response = http.post(CLAIM, json={"wait_seconds": wait}, headers=bearer(SERVICE_KEY))
+    assert response.status_code == 400
+    assert "wait_seconds" in response.json()["error"]
+
+
+def metric(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
+    assert match, name
+    return float(match.group(1))
+
+
+def test_metrics_count_requests_and_read_the_queue(db: Conn, http: httpx.Client) -> None:
+    project = make_project(db)
+    for _ in range(3):
+        make_task(db, project)
+    before = http.get("/metrics").text
+    key = 'taskclaim_http_requests_total{route="claim-next-task",status="200"}'
+    claimed_before = metric(before, key) if key in before else 0.0
+    assert http.post(CLAIM, headers=bearer(SERVICE_KEY)).status_code == 200
+    assert http.post(CLAIM, headers=bearer("nope")).status_code == 403
+    text = http.get("/metrics").text
+    assert metric(text, key) == claimed_before + 1
+    assert metric(text, 'taskclaim_http_requests_total{route="claim-next-task",status="403"}') >= 1
+    assert metric(text, "taskclaim_tasks_ready") == status_counts(db)["Queued"] == 2
+    assert metric(text, "taskclaim_tasks_in_progress") == 1
+    assert metric(text, "taskclaim_listening") == 1
+    assert 'taskclaim_http_request_seconds_bucket{route="claim-next-task",le="+Inf"}' in text
+
+
+def test_the_dashboard_page_is_served(http: httpx.Client) -> None:
+    response = http.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "functions/v1/task-counts" in response.text
