@@ -55,6 +55,7 @@ def serve(settings: Settings, host: str, port: int, *, migrate: bool = True) -> 
                 f"try: curl -i -X POST {base}/functions/v1/claim-next-task -H 'Authorization: Bearer {key}'",
                 file=sys.stderr,
             )
+            print(f"dashboard: {base}/#token={key}", file=sys.stderr)
         config = uvicorn.Config(
             app,
             host=host,

@@ -91,6 +91,7 @@ def test_quick_start_serves_on_embedded_postgres_with_a_generated_key(tmp_path: 
         assert response.status_code == 204  # an empty queue, and the key was accepted
         assert httpx.post(match.group(1), headers=bearer("wrong"), timeout=10).status_code == 403
         assert EmbeddedPostgres(data_dir).is_running()
+        assert f"dashboard: {service.url}/#token={match.group(2)}" in service.log()
     finally:
         service.signal(signal.SIGTERM)
         assert service.wait(30) == 0, service.log()
