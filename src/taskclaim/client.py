@@ -372,6 +372,8 @@ class TaskClient:
         log.info("served by the direct RPC: %s", reason)
 
     def _count(self, path: str) -> None:
+        if path == "edge":
+            log.debug("served by the service")
         with self._stats_lock:
             self.stats[path] += 1
             if path in ("edge", "rpc"):
