@@ -29,6 +29,7 @@ class ClaimBatcher:
         self.max_inflight = max_inflight
         self._waiting: OrderedDict[Key, list[tuple[str, asyncio.Future[Row | None]]]] = OrderedDict()
         self._inflight = 0
+        self._drains: set[asyncio.Task[None]] = set()  # held so the loop does not drop them mid-flight
         self.batches = 0  # counters for the metrics: statements sent, claims they carried
         self.claims = 0
 
@@ -37,7 +38,9 @@ class ClaimBatcher:
         self._waiting.setdefault((user_id, lease_seconds), []).append((worker_id, future))
         if self._inflight < self.max_inflight:
             self._inflight += 1
-            asyncio.get_running_loop().create_task(self._drain())
+            drain = asyncio.get_running_loop().create_task(self._drain())
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
         return await future
 
     async def _drain(self) -> None:

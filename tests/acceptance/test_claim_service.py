@@ -107,6 +107,7 @@ def test_thirty_two_clients_claim_five_thousand_tasks_exactly_once(db: Conn, ser
     claimed: list[str] = []
     failures: list[str] = []
     lock = threading.Lock()
+    before = coalescing(service)
 
     def client(index: int) -> None:
         with httpx.Client(base_url=service.url, timeout=30) as http:
@@ -129,6 +130,16 @@ def test_thirty_two_clients_claim_five_thousand_tasks_exactly_once(db: Conn, ser
     assert len(claimed) == 5000
     assert len(set(claimed)) == 5000
     assert status_counts(db) == {"In Progress": 5000}
+    statements, claims = (after - earlier for after, earlier in zip(coalescing(service), before, strict=True))
+    assert claims >= 5000 + 32  # every claim went through the coalescer (the last 32 found nothing)
+    assert statements < claims  # and concurrent claims really shared statements
+
+
+def coalescing(service: ServiceProcess) -> tuple[float, float]:
+    """(claim statements sent, claims they carried) from the service's metrics."""
+    text = httpx.get(service.url + "/metrics", timeout=10).text
+    values = dict(line.split(" ") for line in text.splitlines() if line.startswith("taskclaim_claim"))
+    return float(values["taskclaim_claim_statements"]), float(values["taskclaim_claims_coalesced"])
 
 
 # -- auth ------------------------------------------------------------------------------------------
