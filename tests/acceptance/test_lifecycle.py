@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.acceptance.conftest import SERVICE_KEY, Credentials, bearer
-from tests.helpers import Conn, make_project, make_task, task
+from tests.helpers import Conn, make_project, make_task, status_counts, task
 
 F = "/functions/v1/"
 
@@ -175,6 +175,19 @@ def test_a_retried_claim_id_returns_the_same_task(db: Conn, http: httpx.Client) 
     other = claim(http, "w", claim_id=str(uuid.uuid4()))
     assert other["task_id"] != first["task_id"]
     assert db.execute("select count(*) as n from tasks where status = 'In Progress'").fetchone() == {"n": 2}
+
+
+def test_the_claim_id_of_an_ended_claim_is_refused(db: Conn, http: httpx.Client) -> None:
+    project = make_project(db)
+    for _ in range(2):
+        make_task(db, project)
+    claim_id = str(uuid.uuid4())
+    first = claim(http, "w", claim_id=claim_id)
+    assert post(http, "complete-task", holder(first)).status_code == 200
+    again = post(http, "claim-next-task", {"worker_id": "w", "claim_id": claim_id})
+    assert again.status_code == 409
+    assert "ended" in again.json()["error"]
+    assert status_counts(db) == {"Complete": 1, "Queued": 1}
 
 
 def test_a_retried_idempotency_key_returns_the_same_task(db: Conn, http: httpx.Client) -> None:
