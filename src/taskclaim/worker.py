@@ -32,6 +32,8 @@ from taskclaim.client import ClientError, NotHeld, Task, TaskClient
 log = logging.getLogger("taskclaim.worker")
 
 Handler = Callable[[Task], Any]
+# An idle worker's long poll lasts at most this long, which also bounds how long SIGTERM waits for it.
+LONG_POLL_SECONDS = 5.0
 
 
 class TaskFailed(Exception):
@@ -102,17 +104,27 @@ class Worker:
 
     def _loop(self, worker_id: str) -> None:
         while not self.stopping.is_set():
+            # Idle workers long-poll: the service answers as soon as a task is ready. When the RPC
+            # fallback served (it cannot wait) or the claim failed, the worker sleeps the interval.
+            wait = 0.0 if self.config.exit_when_empty else min(self.config.poll_interval, LONG_POLL_SECONDS)
             try:
-                task = self.client.claim(worker_id=worker_id, lease_seconds=self.config.lease_seconds)
+                task = self.client.claim(
+                    worker_id=worker_id, lease_seconds=self.config.lease_seconds, wait_seconds=wait
+                )
+                waited = wait > 0 and self.client.last_path == "edge"
             except ClientError as exc:
                 log.warning("claim failed: %s", exc)
-                task = None
+                task, waited = None, False
             if task is None:
                 if self.config.exit_when_empty:
                     return
-                jitter = random.uniform(0.8, 1.2)
-                self.stopping.wait(self.config.poll_interval * jitter)
+                if not waited:
+                    jitter = random.uniform(0.8, 1.2)  # spreads idle workers' polls
+                    self.stopping.wait(self.config.poll_interval * jitter)
                 continue
+            if self.stopping.is_set():  # claimed while shutting down: give it straight back
+                self._finish(_cancelled(task), False, None, 0.0)
+                return
             self._run_one(task)
 
     def _run_one(self, task: Task) -> None:

@@ -147,3 +147,20 @@ def test_twenty_sigkilled_workers_lose_no_task_and_never_share_one(
             assert later["started"] >= earlier["lease"]
     assert len(claims) == 20
     assert max(attempt for _, attempt in claims) >= 3  # tasks really were taken over, again and again
+
+
+def test_an_idle_worker_long_polls_and_starts_a_new_task_at_once(
+    db: Conn, service: ServiceProcess, tmp_path: Path
+) -> None:
+    process = worker(service, tmp_path, "idle", "echo started", "--poll-interval", "30")
+    try:
+        time.sleep(1.5)  # the worker is now waiting in a long poll with nothing queued
+        task_id = make_task(db, make_project(db))
+        deadline = time.monotonic() + 5  # far sooner than the 30-second poll interval
+        while task(db, task_id)["status"] != "Complete":
+            assert time.monotonic() < deadline, process.log()
+            time.sleep(0.05)
+        assert task(db, task_id)["result"] == "started\n"
+    finally:
+        process.signal(signal.SIGTERM)
+        assert process.wait(60) == 0, process.log()
