@@ -169,6 +169,18 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}, "healthy"), "503": _ERROR},
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics of this process and of the queue",
+                    "responses": {"200": {"description": "the text exposition format"}},
+                }
+            },
+            "/": {
+                "get": {
+                    "summary": "the live dashboard (HTML); it reads task-counts with a token typed in",
+                    "responses": {"200": {"description": "an HTML page"}},
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "this document",

@@ -98,3 +98,17 @@ def test_database_url_wins_over_supabase_db_url() -> None:
 def test_bad_settings_are_config_errors(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         Settings.from_env(env)
+
+
+def test_the_openapi_document_describes_every_route_the_app_serves() -> None:
+    from starlette.routing import Route
+
+    from taskclaim.app import create_app
+    from taskclaim.openapi import openapi_document
+
+    app = create_app(Settings(), "postgresql://unused")  # building the app connects to nothing
+    served = {route.path: set(route.methods or ()) for route in app.routes if isinstance(route, Route)}
+    documented = openapi_document()["paths"]
+    assert set(served) == set(documented)
+    for path, methods in served.items():
+        assert {m.lower() for m in methods} - {"head"} == set(documented[path]), path
