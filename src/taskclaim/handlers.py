@@ -120,12 +120,13 @@ async def claim_next_task(service: Service, caller: Caller, body: dict[str, Any]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while True:
-        woken = service.notifier.event(caller.user_id)  # taken first: a task arriving now wakes us
+        # Only a long poll needs a wake-up; it is taken before the claim, so a task arriving now wakes us.
+        woken = service.notifier.event(caller.user_id) if wait_seconds > 0 else None
         row = await service.queue.claim(
             worker_id, user_id=caller.user_id, lease_seconds=lease_seconds, claim_id=claim_id
         )
         remaining = deadline - loop.time()
-        if row is not None or remaining <= 0:
+        if row is not None or woken is None or remaining <= 0:
             break
         await service.notifier.wait(woken, remaining)
     if row is None:
