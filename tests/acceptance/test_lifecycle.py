@@ -11,8 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
+from taskclaim import migrations
 from tests.acceptance.conftest import SERVICE_KEY, Credentials, bearer
 from tests.helpers import Conn, make_project, make_task, status_counts, task
 
@@ -254,20 +257,23 @@ def test_life_cycle_calls_refuse_bad_input(
     assert response.json()["error"]
 
 
-def test_taskclaim_reap_recovers_expired_leases(db: Conn, db_url: str) -> None:
-    task_id = make_task(db, make_project(db))
-    db.execute(
-        "update tasks set status = 'In Progress', worker_id = 'gone', attempts = 1,"
-        " lease_expires_at = now() - interval '1 minute' where id = %s",
-        (task_id,),
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "taskclaim", "reap"],
-        env={**os.environ, "DATABASE_URL": db_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"{task_id} Queued after attempt 1" in result.stdout
-    assert task(db, task_id)["status"] == "Queued"
+def test_taskclaim_reap_recovers_expired_leases(empty_db_url: str) -> None:
+    # A database of its own: the session's service reaps every 0.5 s and would race the CLI.
+    migrations.migrate(empty_db_url)
+    with psycopg.connect(empty_db_url, autocommit=True, row_factory=dict_row) as conn:
+        task_id = make_task(conn, make_project(conn))
+        conn.execute(
+            "update tasks set status = 'In Progress', worker_id = 'gone', attempts = 1,"
+            " lease_expires_at = now() - interval '1 minute' where id = %s",
+            (task_id,),
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "taskclaim", "reap"],
+            env={**os.environ, "DATABASE_URL": empty_db_url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"{task_id} Queued after attempt 1" in result.stdout
+        assert task(conn, task_id)["status"] == "Queued"
