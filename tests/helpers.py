@@ -66,13 +66,14 @@ def make_task(
     return uuid.UUID(str(row["id"]))
 
 
-def make_tasks(conn: Conn, project_id: uuid.UUID, count: int, task_type: str = "render") -> None:
-    conn.execute(
+def make_tasks(conn: Conn, project_id: uuid.UUID, count: int, task_type: str = "render") -> list[uuid.UUID]:
+    rows = conn.execute(
         "insert into public.tasks (project_id, task_type, params, created_at)"
         " select %s, %s, jsonb_build_object('n', n), now() + n * interval '1 microsecond'"
-        " from generate_series(1, %s) n",
+        " from generate_series(1, %s) n returning id",
         (project_id, task_type, count),
-    )
+    ).fetchall()
+    return [uuid.UUID(str(row["id"])) for row in rows]
 
 
 def task(conn: Conn, task_id: uuid.UUID | str) -> dict[str, Any]:

@@ -183,6 +183,30 @@ class TaskClient:
             return Task.from_row(rows[0]) if rows else None
         return None if response is None else Task.from_row(response)
 
+    def claim_many(
+        self,
+        max_tasks: int,
+        *,
+        worker_id: str | None = None,
+        lease_seconds: int | None = None,
+        wait_seconds: float = 0,
+    ) -> list[Task]:
+        """Up to ``max_tasks`` of the oldest ready tasks in one call (one statement, one commit), all
+        held by ``worker_id``; an empty list when nothing is claimable. The RPC fallback calls
+        ``taskclaim_claim_batch``, and does not wait."""
+        worker_id = worker_id or str(uuid.uuid4())
+        body: dict[str, Any] = {"worker_id": worker_id, "max_tasks": max_tasks}
+        if lease_seconds is not None:
+            body["lease_seconds"] = lease_seconds
+        if wait_seconds > 0:
+            body["wait_seconds"] = wait_seconds
+        try:
+            response = self._post("claim-tasks", body, definite=frozenset({400}), extra_time=wait_seconds)
+        except _Fallback as reason:
+            rows = self._rpc_claim_batch(worker_id, max_tasks, lease_seconds or 300, reason)
+            return [Task.from_row(row) for row in rows]
+        return [] if response is None else [Task.from_row(row) for row in response["tasks"]]
+
     def heartbeat(self, task: Task, lease_seconds: int | None = None) -> str:
         """Extend the lease; returns the new expiry. Raises ``NotHeld`` when the task was taken back."""
         body = self._holder(task) | ({} if lease_seconds is None else {"lease_seconds": lease_seconds})
@@ -336,6 +360,22 @@ class TaskClient:
             "claim_id": claim_id,
         }
         return self._rpc("claim", params, reason)
+
+    def _rpc_claim_batch(
+        self, worker_id: str, max_tasks: int, lease_seconds: int, reason: _Fallback
+    ) -> list[dict[str, Any]]:
+        args = {
+            "worker_ids": [worker_id] * max_tasks,
+            "user_id": self.user_id,
+            "lease_seconds": lease_seconds,
+        }
+        if self.supabase_client is not None and self.database_url is None:
+            self._note_fallback(reason)
+            rpc_args = {f"p_{name}": value for name, value in args.items()}
+            rows = list(self.supabase_client.rpc("taskclaim_claim_batch", rpc_args).execute().data or [])
+        else:
+            rows = self._rpc("claim_batch", args, reason)
+        return sorted(rows, key=lambda row: int(row.get("ordinal", 0)))
 
     def _rpc(self, query_name: str, params: dict[str, Any], reason: _Fallback) -> list[dict[str, Any]]:
         if self.database_url is None:

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -112,26 +112,62 @@ def _task_answer(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def claim_next_task(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
-    worker_id = bodies.optional_str(body, "worker_id") or str(uuid.uuid4())
-    lease_seconds = service.lease_seconds(body)
-    claim_id = bodies.optional_uuid(body, "claim_id")
+MAX_BATCH_TASKS = 100
+
+T = TypeVar("T")
+
+
+async def _long_poll(
+    service: Service, caller: Caller, body: dict[str, Any], claim: Callable[[], Awaitable[T | None]]
+) -> T | None:
+    """``claim()`` once; with ``wait_seconds`` in the body, again whenever a task of the caller's scope
+    becomes ready, until something is claimed or the time is up."""
     wait_seconds = bodies.optional_number(body, "wait_seconds", 0, MAX_WAIT_SECONDS) or 0.0
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while True:
         # Only a long poll needs a wake-up; it is taken before the claim, so a task arriving now wakes us.
         woken = service.notifier.event(caller.user_id) if wait_seconds > 0 else None
-        row = await service.queue.claim(
-            worker_id, user_id=caller.user_id, lease_seconds=lease_seconds, claim_id=claim_id
-        )
+        claimed = await claim()
         remaining = deadline - loop.time()
-        if row is not None or woken is None or remaining <= 0:
-            break
+        if claimed is not None or woken is None or remaining <= 0:
+            return claimed
         await service.notifier.wait(woken, remaining)
+
+
+async def claim_next_task(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+    worker_id = bodies.optional_str(body, "worker_id") or str(uuid.uuid4())
+    lease_seconds = service.lease_seconds(body)
+    claim_id = bodies.optional_uuid(body, "claim_id")
+    row = await _long_poll(
+        service,
+        caller,
+        body,
+        lambda: service.queue.claim(
+            worker_id, user_id=caller.user_id, lease_seconds=lease_seconds, claim_id=claim_id
+        ),
+    )
     if row is None:
         return Response(status_code=204, headers=CORS)
     return json_response(_task_answer(row))
+
+
+async def claim_tasks(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+    """Up to ``max_tasks`` of the oldest ready tasks in one statement, all held by ``worker_id``."""
+    worker_id = bodies.optional_str(body, "worker_id") or str(uuid.uuid4())
+    lease_seconds = service.lease_seconds(body)
+    max_tasks = bodies.optional_int(body, "max_tasks", 1, MAX_BATCH_TASKS) or 1
+
+    async def claim() -> list[dict[str, Any]] | None:
+        rows = await service.queue.claim_many(
+            worker_id, max_tasks, user_id=caller.user_id, lease_seconds=lease_seconds
+        )
+        return rows or None
+
+    rows = await _long_poll(service, caller, body, claim)
+    if rows is None:
+        return Response(status_code=204, headers=CORS)
+    return json_response({"tasks": [_task_answer(row) for row in rows]})
 
 
 def _holder(body: dict[str, Any]) -> tuple[uuid.UUID, str, int | None]:
@@ -213,6 +249,7 @@ async def task_counts(service: Service, caller: Caller, body: dict[str, Any]) ->
 
 FUNCTIONS: dict[str, tuple[Handler, int]] = {
     "claim-next-task": (claim_next_task, CLAIM_BODY_LIMIT),
+    "claim-tasks": (claim_tasks, CLAIM_BODY_LIMIT),
     "heartbeat": (heartbeat, CLAIM_BODY_LIMIT),
     "complete-task": (complete_task, TASK_BODY_LIMIT),
     "fail-task": (fail_task, TASK_BODY_LIMIT),

@@ -84,6 +84,12 @@ def openapi_document() -> dict[str, Any]:
     lease = {"type": "integer", "minimum": 1, "description": "seconds; default 300"}
     conflict = {**_ERROR, "description": "the caller does not hold the task (any more)"}
     missing = {**_ERROR, "description": "no such task for this caller"}
+    wait = {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 60,
+        "description": "long poll: wait up to this long for a task before answering 204",
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "taskclaim", "version": __version__},
@@ -95,16 +101,33 @@ def openapi_document() -> dict[str, Any]:
                     "worker_id": {"type": "string"},
                     "lease_seconds": lease,
                     "claim_id": _UUID,
-                    "wait_seconds": {
-                        "type": "number",
-                        "minimum": 0,
-                        "maximum": 60,
-                        "description": "long poll: wait up to this long for a task before answering 204",
-                    },
+                    "wait_seconds": wait,
                 },
                 [],
                 {
                     "200": _json(_TASK, "the claimed task"),
+                    "204": {"description": "nothing to claim"},
+                },
+            ),
+            "/functions/v1/claim-tasks": _function(
+                "Claim up to max_tasks of the oldest ready tasks in one call, scoped like claim-next-task",
+                {
+                    "worker_id": {"type": "string"},
+                    "max_tasks": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 100,
+                        "description": "default 1",
+                    },
+                    "lease_seconds": lease,
+                    "wait_seconds": wait,
+                },
+                [],
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"tasks": {"type": "array", "items": _TASK}}},
+                        "the claimed tasks, oldest first (at least one)",
+                    ),
                     "204": {"description": "nothing to claim"},
                 },
             ),

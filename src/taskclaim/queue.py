@@ -137,6 +137,17 @@ class Queue:
             },
         )
 
+    async def claim_many(
+        self, worker_id: str, count: int, *, user_id: uuid.UUID | None = None, lease_seconds: int = 300
+    ) -> list[Row]:
+        """Up to ``count`` of the oldest ready tasks, oldest first, in one statement."""
+        rows = await self._rows(
+            "claim_batch",
+            {"worker_ids": [worker_id] * count, "user_id": user_id, "lease_seconds": lease_seconds},
+        )
+        rows.sort(key=lambda row: int(row["ordinal"]))
+        return [{k: v for k, v in row.items() if k != "ordinal"} for row in rows]
+
     async def heartbeat(
         self,
         task_id: uuid.UUID,
