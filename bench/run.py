@@ -32,7 +32,7 @@ TARGETS = {
 def run(sizes: Sizes, log: Any = sys.stderr) -> dict[str, Any]:
     bench = Bench(sizes, new_workdir())
     bench.start()
-    results: dict[str, Any] = {"ceiling": {}, "rpc": {}, "http": {}}
+    results: dict[str, Any] = {"ceiling": {}, "rpc": {}, "rpc_batch": {}, "http": {}}
     try:
         for n in sizes.concurrencies:
             results["ceiling"][n] = bench.ceiling(n)
@@ -40,6 +40,9 @@ def run(sizes: Sizes, log: Any = sys.stderr) -> dict[str, Any]:
         for n in sizes.concurrencies:
             results["rpc"][n] = bench.rpc(n)
             print(f"rpc       c={n}: {results['rpc'][n]}", file=log, flush=True)
+        for n in sizes.concurrencies:
+            results["rpc_batch"][n] = bench.rpc(n, batch=sizes.rpc_batch)
+            print(f"rpc batch c={n}: {results['rpc_batch'][n]}", file=log, flush=True)
         with bench.service() as base:
             for n in sizes.concurrencies:
                 results["http"][n] = bench.http(base, n)
@@ -131,16 +134,19 @@ def report(results: dict[str, Any], sizes: Sizes, command: str, seconds: float) 
         "## Throughput by path",
         "",
         "| clients | ceiling: pgbench, claims/s | direct RPC (psycopg), claims/s | ratio "
+        f"| direct RPC, {sizes.rpc_batch} per call, claims/s | ratio "
         "| HTTP, claims/s | ratio | HTTP p50 ms | HTTP p99 ms |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for n in sizes.concurrencies:
         c = results["ceiling"][n]["claims_per_s"]
         r = results["rpc"][n]["claims_per_s"]
+        b = results["rpc_batch"][n]["claims_per_s"]
         h = results["http"][n]
         lines.append(
-            f"| {n} | {c:,.0f} | {r:,.0f} | {_ratio(r, c):.0%} | {h['claims_per_s']:,.0f} | "
-            f"{_ratio(h['claims_per_s'], c):.0%} | {h['p50_ms']:.2f} | {h['p99_ms']:.2f} |"
+            f"| {n} | {c:,.0f} | {r:,.0f} | {_ratio(r, c):.0%} | {b:,.0f} | {_ratio(b, c):.0%} | "
+            f"{h['claims_per_s']:,.0f} | {_ratio(h['claims_per_s'], c):.0%} | {h['p50_ms']:.2f} | "
+            f"{h['p99_ms']:.2f} |"
         )
     cyc = results["cycle"]
     lines += [

@@ -28,6 +28,8 @@ from taskclaim.embedded import EmbeddedPostgres, bin_dir
 
 KEY = "bench-service-key-" + uuid.uuid4().hex
 CLAIM_SQL = "select * from public.func_claim_task('tasks', 'bench')"
+# What TaskClient.claim_many sends on the direct-RPC path: several claims in one statement.
+BATCH_SQL = "select * from public.taskclaim_claim_batch(%s, null, 300)"
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Sizes:
     sustained_minutes: int = 10
     minute_seconds: float = 60.0
     cycle_connections: int = 16
+    rpc_batch: int = 10
 
     @classmethod
     def smoke(cls) -> Sizes:
@@ -155,15 +158,16 @@ class Bench:
 
     # -- step 2: the direct RPC through the Python driver ------------------------------------------------
 
-    def rpc(self, clients: int) -> dict[str, float]:
+    def rpc(self, clients: int, batch: int = 1) -> dict[str, float]:
         """One process per connection, each calling func_claim_task in a loop (sync psycopg, prepared):
-        the driver's own cost, with no event loop or GIL shared between connections."""
+        the driver's own cost, with no event loop or GIL shared between connections. With ``batch`` > 1
+        each call is taskclaim_claim_batch for that many tasks instead."""
         self.reset(self._enough())
         before = self.count("Queued")
         context = multiprocessing.get_context("fork")
         start_at = time.time() + 1.0 + clients * 0.02  # every process connected before the clock starts
         with context.Pool(clients) as pool:
-            results = pool.starmap(_rpc_worker, [(self.url, start_at, self.sizes.seconds)] * clients)
+            results = pool.starmap(_rpc_worker, [(self.url, start_at, self.sizes.seconds, batch)] * clients)
         claimed = before - self.count("Queued")
         latencies = sorted(x for r in results for x in r)
         return {
@@ -307,16 +311,17 @@ class Bench:
         }
 
 
-def _rpc_worker(url: str, start_at: float, seconds: float) -> list[float]:
-    """One connection: claim through func_claim_task from ``start_at`` for ``seconds``."""
+def _rpc_worker(url: str, start_at: float, seconds: float, batch: int) -> list[float]:
+    """One connection: claim from ``start_at`` for ``seconds``, one task or ``batch`` tasks per call."""
     latencies: list[float] = []
+    sql, params = (CLAIM_SQL, None) if batch == 1 else (BATCH_SQL, (["bench"] * batch,))
     with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute(CLAIM_SQL, prepare=True).fetchall()  # prepared before the clock starts
+        cur.execute(sql, params, prepare=True).fetchall()  # prepared before the clock starts
         time.sleep(max(0.0, start_at - time.time()))
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             started = time.perf_counter()
-            cur.execute(CLAIM_SQL, prepare=True).fetchall()
+            cur.execute(sql, params, prepare=True).fetchall()
             latencies.append(time.perf_counter() - started)
     return latencies
 

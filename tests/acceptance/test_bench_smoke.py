@@ -26,7 +26,7 @@ def test_every_benchmark_step_produces_figures(tmp_path: Path, repo_root: Path) 
     )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(raw.read_text())
-    for step in ("ceiling", "rpc", "http"):
+    for step in ("ceiling", "rpc", "rpc_batch", "http"):
         assert figures[step], step
         for concurrency, row in figures[step].items():
             assert row["claims_per_s"] > 0, (step, concurrency)
