@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import random
 import signal
 import socket
@@ -85,12 +86,18 @@ class Worker:
         return register
 
     # -- the loop ---------------------------------------------------------------------------------
+    #
+    # One claimer thread takes tasks for every free slot in one call (claim_many) and hands them to
+    # ``concurrency`` runner threads. An idle worker so holds one long poll, not one per slot.
 
     def run(self) -> None:
-        threads = [
-            threading.Thread(target=self._loop, args=(f"{self.config.worker_id}-{i}",), daemon=True)
-            for i in range(self.config.concurrency)
+        self._free = self.config.concurrency
+        self._ready: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+        self._slot_freed = threading.Condition(self._lock)
+        runners = [
+            threading.Thread(target=self._run_tasks, daemon=True) for _ in range(self.config.concurrency)
         ]
+        threads = [threading.Thread(target=self._claim_tasks, daemon=True), *runners]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -102,30 +109,55 @@ class Worker:
     def stop(self) -> None:
         self.stopping.set()
 
-    def _loop(self, worker_id: str) -> None:
-        while not self.stopping.is_set():
-            # Idle workers long-poll: the service answers as soon as a task is ready. When the RPC
-            # fallback served (it cannot wait) or the claim failed, the worker sleeps the interval.
-            wait = 0.0 if self.config.exit_when_empty else min(self.config.poll_interval, LONG_POLL_SECONDS)
-            try:
-                task = self.client.claim(
-                    worker_id=worker_id, lease_seconds=self.config.lease_seconds, wait_seconds=wait
+    def _claim_tasks(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                with self._slot_freed:
+                    while self._free == 0 and not self.stopping.is_set():
+                        self._slot_freed.wait(0.2)
+                    free = self._free
+                if self.stopping.is_set():
+                    return
+                # Idle workers long-poll: the service answers as soon as a task is ready. When the RPC
+                # fallback served (it cannot wait) or the claim failed, the worker sleeps the interval.
+                wait = (
+                    0.0 if self.config.exit_when_empty else min(self.config.poll_interval, LONG_POLL_SECONDS)
                 )
-                waited = wait > 0 and self.client.last_path == "edge"
-            except ClientError as exc:
-                log.warning("claim failed: %s", exc)
-                task, waited = None, False
-            if task is None:
+                try:
+                    tasks = self.client.claim_many(
+                        free,
+                        worker_id=self.config.worker_id,
+                        lease_seconds=self.config.lease_seconds,
+                        wait_seconds=wait,
+                    )
+                    waited = wait > 0 and self.client.last_path == "edge"
+                except ClientError as exc:
+                    log.warning("claim failed: %s", exc)
+                    tasks, waited = [], False
+                if tasks:
+                    with self._lock:
+                        self._free -= len(tasks)
+                    for task in tasks:  # a runner that finds the worker stopping gives it straight back
+                        self._ready.put(task)
+                    continue
                 if self.config.exit_when_empty:
                     return
                 if not waited:
                     jitter = random.uniform(0.8, 1.2)  # spreads idle workers' polls
                     self.stopping.wait(self.config.poll_interval * jitter)
-                continue
-            if self.stopping.is_set():  # claimed while shutting down: give it straight back
+        finally:
+            for _ in range(self.config.concurrency):
+                self._ready.put(None)  # the runners end once the tasks handed out before are done
+
+    def _run_tasks(self) -> None:
+        while (task := self._ready.get()) is not None:
+            if self.stopping.is_set():
                 self._finish(_cancelled(task), False, None, 0.0)
-                return
-            self._run_one(task)
+            else:
+                self._run_one(task)
+            with self._slot_freed:
+                self._free += 1
+                self._slot_freed.notify()
 
     def _run_one(self, task: Task) -> None:
         running = _Running(task)

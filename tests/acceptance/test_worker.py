@@ -48,8 +48,8 @@ def wait_for_claim(db: Conn, worker_id: str, timeout: float = 30) -> dict[str, o
     while time.monotonic() < deadline:
         row = db.execute(
             "select id, attempts, generation_started_at, lease_expires_at from tasks"
-            " where status = 'In Progress' and worker_id like %s",
-            (worker_id + "-%",),
+            " where status = 'In Progress' and worker_id = %s",
+            (worker_id,),
         ).fetchone()
         if row is not None:
             return dict(row)
@@ -164,3 +164,17 @@ def test_an_idle_worker_long_polls_and_starts_a_new_task_at_once(
     finally:
         process.signal(signal.SIGTERM)
         assert process.wait(60) == 0, process.log()
+
+
+def test_free_slots_are_claimed_in_one_call(db: Conn, service: ServiceProcess, tmp_path: Path) -> None:
+    project = make_project(db)
+    ids = [make_task(db, project, params={"n": n}) for n in range(3)]
+    process = worker(
+        service, tmp_path, "slots", "sleep 1; echo ok", "--concurrency", "3", "--exit-when-empty"
+    )
+    assert process.wait(60) == 0, process.log()
+    rows = [task(db, task_id) for task_id in ids]
+    assert {row["status"] for row in rows} == {"Complete"}
+    assert {row["worker_id"] for row in rows} == {"slots"}
+    # One statement claimed all three: they share its transaction's now().
+    assert len({row["generation_started_at"] for row in rows}) == 1, process.log()
