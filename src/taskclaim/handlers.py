@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -70,7 +70,7 @@ class Service:
         return self.settings.default_lease_seconds if value is None else value
 
 
-Handler = Callable[[Service, Caller, dict[str, Any]], Awaitable[Response]]
+Handler = Callable[[Service, Caller, dict[str, Any], Request], Awaitable[Response]]
 
 
 def endpoint(name: str, handler: Handler, body_limit: int) -> Callable[[Request], Awaitable[Response]]:
@@ -89,7 +89,7 @@ def endpoint(name: str, handler: Handler, body_limit: int) -> Callable[[Request]
         try:
             caller = await service.auth.authenticate(request.headers.get("authorization"))
             body = await bodies.read_object(request, body_limit)
-            return await handler(service, caller, body)
+            return await handler(service, caller, body, request)
         except (AuthError, BodyError, QueueError) as exc:
             return error_response(exc.status, exc.message)
         except DatabaseUnavailable as exc:
@@ -114,58 +114,94 @@ def _task_answer(row: dict[str, Any]) -> dict[str, Any]:
 
 MAX_BATCH_TASKS = 100
 
-T = TypeVar("T")
-
 
 async def _long_poll(
-    service: Service, caller: Caller, body: dict[str, Any], claim: Callable[[], Awaitable[T | None]]
-) -> T | None:
+    service: Service,
+    caller: Caller,
+    body: dict[str, Any],
+    request: Request,
+    claim: Callable[[], Awaitable[list[dict[str, Any]]]],
+) -> list[dict[str, Any]]:
     """``claim()`` once; with ``wait_seconds`` in the body, again whenever a task of the caller's scope
-    becomes ready, until something is claimed or the time is up."""
+    becomes ready, until something is claimed or the time is up.
+
+    A client that goes away while it waits is noticed at once: the wait ends, and a task claimed for it
+    in that moment goes straight back to the queue instead of waiting out its lease."""
     wait_seconds = bodies.optional_number(body, "wait_seconds", 0, MAX_WAIT_SECONDS) or 0.0
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
-    while True:
-        # Only a long poll needs a wake-up; it is taken before the claim, so a task arriving now wakes us.
-        woken = service.notifier.event(caller.user_id) if wait_seconds > 0 else None
-        claimed = await claim()
-        remaining = deadline - loop.time()
-        if claimed is not None or woken is None or remaining <= 0:
-            return claimed
-        await service.notifier.wait(woken, remaining)
+    gone: asyncio.Task[None] | None = None
+    try:
+        while True:
+            # Only a long poll needs a wake-up; it is taken before the claim, so a task arriving now wakes us.
+            woken = service.notifier.event(caller.user_id) if wait_seconds > 0 else None
+            claimed = await claim()
+            if gone is not None and gone.done():
+                await _give_back(service, caller, claimed)
+                return []
+            remaining = deadline - loop.time()
+            if claimed or woken is None or remaining <= 0:
+                return claimed
+            gone = gone or loop.create_task(_disconnected(request))
+            waiting = loop.create_task(service.notifier.wait(woken, remaining))
+            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if gone.done():
+                waiting.cancel()
+                return []
+    finally:
+        if gone is not None:
+            gone.cancel()
 
 
-async def claim_next_task(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone (the body is read by now, so the next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _give_back(service: Service, caller: Caller, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        await service.queue.release(
+            row["task_id"], row["worker_id"], attempt=row["attempt"], user_id=caller.user_id
+        )
+    if rows:
+        log.info("released %d task(s) claimed for a client that had gone", len(rows))
+
+
+async def claim_next_task(
+    service: Service, caller: Caller, body: dict[str, Any], request: Request
+) -> Response:
     worker_id = bodies.optional_str(body, "worker_id") or str(uuid.uuid4())
     lease_seconds = service.lease_seconds(body)
     claim_id = bodies.optional_uuid(body, "claim_id")
-    row = await _long_poll(
-        service,
-        caller,
-        body,
-        lambda: service.queue.claim(
+
+    async def claim() -> list[dict[str, Any]]:
+        row = await service.queue.claim(
             worker_id, user_id=caller.user_id, lease_seconds=lease_seconds, claim_id=claim_id
-        ),
-    )
-    if row is None:
+        )
+        return [] if row is None else [row]
+
+    rows = await _long_poll(service, caller, body, request, claim)
+    if not rows:
         return Response(status_code=204, headers=CORS)
-    return json_response(_task_answer(row))
+    return json_response(_task_answer(rows[0]))
 
 
-async def claim_tasks(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+async def claim_tasks(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
     """Up to ``max_tasks`` of the oldest ready tasks in one statement, all held by ``worker_id``."""
     worker_id = bodies.optional_str(body, "worker_id") or str(uuid.uuid4())
     lease_seconds = service.lease_seconds(body)
     max_tasks = bodies.optional_int(body, "max_tasks", 1, MAX_BATCH_TASKS) or 1
-
-    async def claim() -> list[dict[str, Any]] | None:
-        rows = await service.queue.claim_many(
+    rows = await _long_poll(
+        service,
+        caller,
+        body,
+        request,
+        lambda: service.queue.claim_many(
             worker_id, max_tasks, user_id=caller.user_id, lease_seconds=lease_seconds
-        )
-        return rows or None
-
-    rows = await _long_poll(service, caller, body, claim)
-    if rows is None:
+        ),
+    )
+    if not rows:
         return Response(status_code=204, headers=CORS)
     return json_response({"tasks": [_task_answer(row) for row in rows]})
 
@@ -178,7 +214,7 @@ def _holder(body: dict[str, Any]) -> tuple[uuid.UUID, str, int | None]:
     )
 
 
-async def heartbeat(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+async def heartbeat(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
     task_id, worker_id, attempt = _holder(body)
     expires = await service.queue.heartbeat(
         task_id,
@@ -190,7 +226,7 @@ async def heartbeat(service: Service, caller: Caller, body: dict[str, Any]) -> R
     return json_response({"task_id": task_id, "lease_expires_at": expires})
 
 
-async def complete_task(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+async def complete_task(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
     task_id, worker_id, attempt = _holder(body)
     row = await service.queue.complete(
         task_id,
@@ -203,7 +239,7 @@ async def complete_task(service: Service, caller: Caller, body: dict[str, Any]) 
     return json_response(row)
 
 
-async def fail_task(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+async def fail_task(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
     task_id, worker_id, attempt = _holder(body)
     row = await service.queue.fail(
         task_id,
@@ -216,13 +252,13 @@ async def fail_task(service: Service, caller: Caller, body: dict[str, Any]) -> R
     return json_response(row)
 
 
-async def release_task(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+async def release_task(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
     task_id, worker_id, attempt = _holder(body)
     await service.queue.release(task_id, worker_id, attempt=attempt, user_id=caller.user_id)
     return json_response({"task_id": task_id, "status": "Queued"})
 
 
-async def create_task(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+async def create_task(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
     params = body.get("params", {})
     if not isinstance(params, dict):
         raise BodyError(400, "params must be a JSON object")
@@ -238,7 +274,7 @@ async def create_task(service: Service, caller: Caller, body: dict[str, Any]) ->
     return json_response(row, 201 if row["created"] else 200)
 
 
-async def task_counts(service: Service, caller: Caller, body: dict[str, Any]) -> Response:
+async def task_counts(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
     rows = await service.queue.task_counts(caller.user_id)
     totals = {
         key: sum(r[key] for r in rows)

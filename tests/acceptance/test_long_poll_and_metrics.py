@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 import uuid
@@ -112,3 +113,23 @@ def test_the_dashboard_page_is_served(http: httpx.Client) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "functions/v1/task-counts" in response.text
+
+
+@pytest.mark.parametrize("function", ["claim-next-task", "claim-tasks"])
+def test_a_long_poll_whose_client_went_away_claims_nothing(
+    db: Conn, service: ServiceProcess, function: str
+) -> None:
+    body = b'{"wait_seconds": 30}'
+    request = (
+        f"POST /functions/v1/{function} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SERVICE_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    host, port = service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as client:
+        client.sendall(request)
+        time.sleep(0.5)  # the service is now waiting for a task on this client's behalf
+    time.sleep(0.5)  # the client has gone
+    task_id = make_task(db, make_project(db))  # would wake the waiter, had it not ended
+    time.sleep(1.5)
+    row = task(db, task_id)
+    assert (row["status"], row["attempts"]) == ("Queued", 0)
