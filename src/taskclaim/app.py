@@ -47,7 +47,7 @@ async def health(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     service: Service = request.app.state.service
     stats = service.queue.pool.get_stats()
-    batcher = service.queue.batcher
+    claims, completions = service.queue.batcher.coalescer, service.queue.completions.coalescer
     gauges = [
         (
             "taskclaim_pool_connections",
@@ -56,8 +56,14 @@ async def metrics(request: Request) -> Response:
         ),
         ("taskclaim_pool_idle", "Idle database connections.", stats.get("pool_available", 0)),
         ("taskclaim_pool_waiting", "Requests waiting for a connection.", stats.get("requests_waiting", 0)),
-        ("taskclaim_claim_statements", "Claim statements sent (coalesced batches).", batcher.batches),
-        ("taskclaim_claims_coalesced", "Claims carried by those statements.", batcher.claims),
+        ("taskclaim_claim_statements", "Claim statements sent (coalesced batches).", claims.batches),
+        ("taskclaim_claims_coalesced", "Claims carried by those statements.", claims.calls),
+        (
+            "taskclaim_complete_statements",
+            "Completion statements sent (coalesced batches).",
+            completions.batches,
+        ),
+        ("taskclaim_completions_coalesced", "Completions carried by those statements.", completions.calls),
         (
             "taskclaim_listening",
             "1 while the LISTEN connection for long polls is up.",

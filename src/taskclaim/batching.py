@@ -1,12 +1,14 @@
-"""Claim coalescing: concurrent claims of the same scope share one statement, one round trip, one commit.
+"""Coalescing: concurrent calls of the same kind and scope share one statement, one round trip, one commit.
 
-A claim that arrives while fewer than ``max_inflight`` batches are running is sent at once, alone: an idle
-service adds no delay. Claims that arrive while the database is busy wait for the next batch, which takes
-every waiting claim of one scope (the service, or one user, with one lease) up to ``max_batch``. So the
-batch size follows the load, and PostgreSQL commits once per batch instead of once per claim.
+A call that arrives while fewer than ``max_inflight`` batches are running is sent at once, alone: an idle
+service adds no delay. Calls that arrive while the database is busy wait for the next batch, which takes
+every waiting call of one key (a scope such as the service or one user) up to ``max_batch``. So the batch
+size follows the load, and PostgreSQL commits once per batch instead of once per call.
 
-Row n of a batch goes to the n-th waiting claim, oldest task first; when the queue holds fewer ready tasks
-than claims, the rest get None (204).
+``ClaimBatcher`` coalesces claims (row n of ``taskclaim_claim_batch`` goes to the n-th waiting claim, oldest
+task first; when fewer tasks are ready than claims, the rest get None, which is 204).
+``CompletionBatcher`` coalesces completions (``taskclaim_complete_batch``): each gets its own answer or
+its own error, so one stale holder does not fail the others.
 """
 
 from __future__ import annotations
@@ -14,28 +16,44 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from taskclaim.exceptions import Conflict, NotFound, QueueError
 
 Row = dict[str, Any]
-Key = tuple[uuid.UUID | None, int]  # (user_id, lease_seconds)
+K = TypeVar("K", bound=Hashable)
+I = TypeVar("I")  # noqa: E741 - an item of a batch
+R = TypeVar("R")
 RunBatch = Callable[[Mapping[str, Any]], Awaitable[list[Row]]]
 
 
-class ClaimBatcher:
-    def __init__(self, run_batch: RunBatch, *, max_batch: int = 64, max_inflight: int = 1) -> None:
-        self._run_batch = run_batch
+class Coalescer(Generic[K, I, R]):
+    """Sends ``run(key, items)`` for the calls waiting under one key; ``run`` answers each item in order,
+    with a result or an exception for that item alone. ``distinct(item)``, when given, keeps two items
+    with the same value out of one batch (the later one goes in the next)."""
+
+    def __init__(
+        self,
+        run: Callable[[K, list[I]], Awaitable[Sequence[R | BaseException]]],
+        *,
+        max_batch: int = 64,
+        max_inflight: int = 1,
+        distinct: Callable[[I], Hashable] | None = None,
+    ) -> None:
+        self._run = run
         self.max_batch = max_batch
         self.max_inflight = max_inflight
-        self._waiting: OrderedDict[Key, list[tuple[str, asyncio.Future[Row | None]]]] = OrderedDict()
+        self._distinct = distinct
+        self._waiting: OrderedDict[K, list[tuple[I, asyncio.Future[R]]]] = OrderedDict()
         self._inflight = 0
         self._drains: set[asyncio.Task[None]] = set()  # held so the loop does not drop them mid-flight
-        self.batches = 0  # counters for the metrics: statements sent, claims they carried
-        self.claims = 0
+        self.batches = 0  # counters for the metrics: statements sent, calls they carried
+        self.calls = 0
 
-    async def claim(self, worker_id: str, user_id: uuid.UUID | None, lease_seconds: int) -> Row | None:
-        future: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault((user_id, lease_seconds), []).append((worker_id, future))
+    async def submit(self, key: K, item: I) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append((item, future))
         if self._inflight < self.max_inflight:
             self._inflight += 1
             drain = asyncio.get_running_loop().create_task(self._drain())
@@ -43,28 +61,38 @@ class ClaimBatcher:
             drain.add_done_callback(self._drains.discard)
         return await future
 
+    def _take(self, key: K) -> list[tuple[I, asyncio.Future[R]]]:
+        """The next batch of ``key``; what stays waiting goes to the back, so other keys take turns."""
+        batch: list[tuple[I, asyncio.Future[R]]] = []
+        rest: list[tuple[I, asyncio.Future[R]]] = []
+        seen: set[Hashable] = set()
+        for item, future in self._waiting.pop(key):
+            if future.done():  # its caller went away
+                continue
+            mark = None if self._distinct is None else self._distinct(item)
+            if len(batch) >= self.max_batch or (mark is not None and mark in seen):
+                rest.append((item, future))
+                continue
+            seen.add(mark)
+            batch.append((item, future))
+        if rest:
+            self._waiting[key] = rest
+        return batch
+
     async def _drain(self) -> None:
-        """Send batches while claims wait; one of at most ``max_inflight`` such loops."""
+        """Send batches while calls wait; one of at most ``max_inflight`` such loops."""
         try:
             while self._waiting:
-                key, waiting = next(iter(self._waiting.items()))
-                batch = [(w, f) for w, f in waiting[: self.max_batch] if not f.done()]
-                rest = waiting[self.max_batch :]
-                if rest:
-                    self._waiting[key] = rest
-                    self._waiting.move_to_end(key)  # other scopes take their turn
-                else:
-                    del self._waiting[key]
+                key = next(iter(self._waiting))
+                batch = self._take(key)
                 if batch:
                     await self._send(key, batch)
         finally:
             self._inflight -= 1
 
-    async def _send(self, key: Key, batch: list[tuple[str, asyncio.Future[Row | None]]]) -> None:
-        user_id, lease_seconds = key
-        params = {"worker_ids": [w for w, _ in batch], "user_id": user_id, "lease_seconds": lease_seconds}
+    async def _send(self, key: K, batch: list[tuple[I, asyncio.Future[R]]]) -> None:
         try:
-            rows = await self._run_batch(params)
+            answers = await self._run(key, [item for item, _ in batch])
         except BaseException as exc:
             for _, future in batch:
                 if future.done():
@@ -77,8 +105,63 @@ class ClaimBatcher:
                 raise
             return
         self.batches += 1
-        self.claims += len(batch)
-        by_ordinal = {row.pop("ordinal"): row for row in rows}
-        for n, (_, future) in enumerate(batch, start=1):
-            if not future.done():
-                future.set_result(by_ordinal.get(n))
+        self.calls += len(batch)
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if future.done():
+                continue
+            if isinstance(answer, BaseException):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
+
+
+class ClaimBatcher:
+    """Claims of one scope and lease: ``(user_id, lease_seconds)`` → the worker_ids waiting."""
+
+    def __init__(self, run_batch: RunBatch, *, max_batch: int = 64, max_inflight: int = 1) -> None:
+        self._run_batch = run_batch
+        self.coalescer: Coalescer[tuple[uuid.UUID | None, int], str, Row | None] = Coalescer(
+            self._run, max_batch=max_batch, max_inflight=max_inflight
+        )
+
+    async def claim(self, worker_id: str, user_id: uuid.UUID | None, lease_seconds: int) -> Row | None:
+        return await self.coalescer.submit((user_id, lease_seconds), worker_id)
+
+    async def _run(self, key: tuple[uuid.UUID | None, int], worker_ids: list[str]) -> list[Row | None]:
+        user_id, lease_seconds = key
+        params = {"worker_ids": worker_ids, "user_id": user_id, "lease_seconds": lease_seconds}
+        by_ordinal = {row.pop("ordinal"): row for row in await self._run_batch(params)}
+        return [by_ordinal.get(n) for n in range(1, len(worker_ids) + 1)]
+
+
+_ITEM_ERRORS: dict[str, type[QueueError]] = {"TC404": NotFound, "TC409": Conflict}
+
+
+class CompletionBatcher:
+    """Completions of one scope (``user_id``); an item is the params of one ``taskclaim_complete``."""
+
+    def __init__(self, run_batch: RunBatch, *, max_batch: int = 64, max_inflight: int = 1) -> None:
+        self._run_batch = run_batch
+        self.coalescer: Coalescer[uuid.UUID | None, Row, Row] = Coalescer(
+            self._run, max_batch=max_batch, max_inflight=max_inflight, distinct=lambda item: item["task_id"]
+        )
+
+    async def complete(self, user_id: uuid.UUID | None, item: Row) -> Row:
+        return await self.coalescer.submit(user_id, item)
+
+    async def _run(self, user_id: uuid.UUID | None, items: list[Row]) -> list[Row | BaseException]:
+        params = {
+            "task_ids": [i["task_id"] for i in items],
+            "worker_ids": [i["worker_id"] for i in items],
+            "attempts": [i["attempt"] for i in items],
+            "results": [i["result"] for i in items],
+            "output_locations": [i["output_location"] for i in items],
+            "user_id": user_id,
+        }
+        by_ordinal = {row.pop("ordinal"): row for row in await self._run_batch(params)}
+        answers: list[Row | BaseException] = []
+        for n in range(1, len(items) + 1):
+            row = by_ordinal[n]
+            code, message = row.pop("error_code"), row.pop("error")
+            answers.append(row if code is None else _ITEM_ERRORS.get(code, QueueError)(message))
+        return answers

@@ -20,7 +20,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from taskclaim.batching import ClaimBatcher
+from taskclaim.batching import ClaimBatcher, CompletionBatcher
 from taskclaim.exceptions import (
     BadRequest,
     Conflict,
@@ -59,6 +59,7 @@ class Queue:
         self.batcher = ClaimBatcher(
             lambda params: self._rows("claim_batch", params), max_inflight=max_inflight_batches
         )
+        self.completions = CompletionBatcher(lambda params: self._rows("complete_batch", params))
 
     @classmethod
     def create_pool(
@@ -181,19 +182,15 @@ class Queue:
         output_location: str | None,
         user_id: uuid.UUID | None,
     ) -> Row:
-        row = await self._one(
-            "complete",
-            {
-                "task_id": task_id,
-                "worker_id": worker_id,
-                "attempt": attempt,
-                "result": None if result is None else Jsonb(result),
-                "output_location": output_location,
-                "user_id": user_id,
-            },
-        )
-        assert row is not None
-        return row
+        """Completions are coalesced with concurrent ones of the same scope (see ``taskclaim.batching``)."""
+        item = {
+            "task_id": task_id,
+            "worker_id": worker_id,
+            "attempt": attempt,
+            "result": None if result is None else Jsonb(result),
+            "output_location": output_location,
+        }
+        return await self.completions.complete(user_id, item)
 
     async def fail(
         self,

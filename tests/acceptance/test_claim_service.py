@@ -135,11 +135,51 @@ def test_thirty_two_clients_claim_five_thousand_tasks_exactly_once(db: Conn, ser
     assert statements < claims  # and concurrent claims really shared statements
 
 
-def coalescing(service: ServiceProcess) -> tuple[float, float]:
-    """(claim statements sent, claims they carried) from the service's metrics."""
+def coalescing(service: ServiceProcess, kind: str = "claim") -> tuple[float, float]:
+    """(statements sent, calls they carried) from the service's metrics, for claims or completions."""
     text = httpx.get(service.url + "/metrics", timeout=10).text
-    values = dict(line.split(" ") for line in text.splitlines() if line.startswith("taskclaim_claim"))
-    return float(values["taskclaim_claim_statements"]), float(values["taskclaim_claims_coalesced"])
+    values = dict(line.split(" ") for line in text.splitlines() if line.startswith("taskclaim_"))
+    if kind == "claim":
+        return float(values["taskclaim_claim_statements"]), float(values["taskclaim_claims_coalesced"])
+    return float(values["taskclaim_complete_statements"]), float(values["taskclaim_completions_coalesced"])
+
+
+@pytest.mark.slow
+def test_concurrent_completions_share_statements_and_each_gets_its_answer(
+    db: Conn, service: ServiceProcess
+) -> None:
+    make_tasks(db, make_project(db), 2000)
+    statuses: list[int] = []
+    lock = threading.Lock()
+    before = coalescing(service, "complete")
+
+    def client(index: int) -> None:
+        with httpx.Client(base_url=service.url, timeout=30) as http:
+            while True:
+                claimed = http.post(CLAIM, json={"worker_id": f"c{index}"}, headers=bearer(SERVICE_KEY))
+                if claimed.status_code == 204:
+                    return
+                held = {k: claimed.json()[k] for k in ("task_id", "worker_id", "attempt")}
+                stale = {**held, "attempt": held["attempt"] + 1}  # rides in the same batches, alone refused
+                for body, expected in ((stale, 409), ({**held, "result": {"by": index}}, 200)):
+                    answer = http.post("/functions/v1/complete-task", json=body, headers=bearer(SERVICE_KEY))
+                    with lock:
+                        statuses.append(answer.status_code if answer.status_code != expected else 0)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert set(statuses) == {0} and len(statuses) == 4000  # every answer as expected
+    assert status_counts(db) == {"Complete": 2000}
+    results = db.execute("select count(*) as n from tasks where result ? 'by'").fetchone()
+    assert results is not None and results["n"] == 2000
+    statements, completions = (
+        after - earlier for after, earlier in zip(coalescing(service, "complete"), before, strict=True)
+    )
+    assert completions == 4000
+    assert statements < completions  # concurrent completions really shared statements
 
 
 # -- auth ------------------------------------------------------------------------------------------

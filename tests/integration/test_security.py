@@ -18,6 +18,12 @@ QUEUE_FUNCTIONS = [
         "select * from public.func_claim_user_task('tasks', 'w', gen_random_uuid())",
     ),
     ("taskclaim_claim", "select * from public.taskclaim_claim('w')"),
+    ("taskclaim_claim_batch", "select * from public.taskclaim_claim_batch(array['w'], null, 60)"),
+    (
+        "taskclaim_complete_batch",
+        "select * from public.taskclaim_complete_batch(array[gen_random_uuid()], array['w'], array[1],"
+        " array[null::jsonb], array[null::text])",
+    ),
     ("taskclaim_reap", "select * from public.taskclaim_reap()"),
     ("taskclaim_token_user", "select * from public.taskclaim_token_user(repeat('0', 64))"),
 ]

@@ -77,6 +77,12 @@ select * from public.func_claim_user_task('tasks', %(worker_id)s, %(user_id)s)
 select ordinal, task_id, params, task_type, project_id, worker_id, attempt, lease_expires_at
   from public.taskclaim_claim_batch(%(worker_ids)s, %(user_id)s, %(lease_seconds)s)
 
+-- complete_batch --
+-- The casts let a column of NULLs (no attempt, no result) through as the right array type.
+select ordinal, task_id, status, generation_processed_at, error_code, error
+  from public.taskclaim_complete_batch(%(task_ids)s::uuid[], %(worker_ids)s::text[], %(attempts)s::integer[],
+                                       %(results)s::jsonb[], %(output_locations)s::text[], %(user_id)s)
+
 -- listen_ready --
 listen taskclaim_ready
 
