@@ -8,6 +8,7 @@ auth, the body, errors as ``{"error": "..."}`` with their status, and the reques
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -131,6 +132,7 @@ async def _long_poll(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     gone: asyncio.Task[None] | None = None
+    waiting: asyncio.Task[None] | None = None
     try:
         while True:
             # Only a long poll needs a wake-up; it is taken before the claim, so a task arriving now wakes us.
@@ -146,17 +148,18 @@ async def _long_poll(
             waiting = loop.create_task(service.notifier.wait(woken, remaining))
             await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
             if gone.done():
-                waiting.cancel()
                 return []
     finally:
-        if gone is not None:
-            gone.cancel()
+        for task in (gone, waiting):
+            if task is not None and not task.done():
+                task.cancel()
 
 
 async def _disconnected(request: Request) -> None:
     """Returns when the client has gone (the body is read by now, so the next message is the disconnect)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+    with contextlib.suppress(Exception):  # a receive channel that fails counts as gone too
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
 
 
 async def _give_back(service: Service, caller: Caller, rows: list[dict[str, Any]]) -> None:
