@@ -115,21 +115,37 @@ class Coalescer(Generic[K, I, R]):
                 future.set_result(answer)
 
 
+ClaimKey = tuple[uuid.UUID | None, int, tuple[str, ...] | None]  # (user_id, lease_seconds, task_types)
+
+
 class ClaimBatcher:
-    """Claims of one scope and lease: ``(user_id, lease_seconds)`` → the worker_ids waiting."""
+    """Claims of one scope, lease and task_type filter → the worker_ids waiting. ``run_batch`` gets
+    ``task_types`` in its params only when the claims are filtered."""
 
     def __init__(self, run_batch: RunBatch, *, max_batch: int = 64, max_inflight: int = 1) -> None:
         self._run_batch = run_batch
-        self.coalescer: Coalescer[tuple[uuid.UUID | None, int], str, Row | None] = Coalescer(
+        self.coalescer: Coalescer[ClaimKey, str, Row | None] = Coalescer(
             self._run, max_batch=max_batch, max_inflight=max_inflight
         )
 
-    async def claim(self, worker_id: str, user_id: uuid.UUID | None, lease_seconds: int) -> Row | None:
-        return await self.coalescer.submit((user_id, lease_seconds), worker_id)
+    async def claim(
+        self,
+        worker_id: str,
+        user_id: uuid.UUID | None,
+        lease_seconds: int,
+        task_types: tuple[str, ...] | None = None,
+    ) -> Row | None:
+        return await self.coalescer.submit((user_id, lease_seconds, task_types), worker_id)
 
-    async def _run(self, key: tuple[uuid.UUID | None, int], worker_ids: list[str]) -> list[Row | None]:
-        user_id, lease_seconds = key
-        params = {"worker_ids": worker_ids, "user_id": user_id, "lease_seconds": lease_seconds}
+    async def _run(self, key: ClaimKey, worker_ids: list[str]) -> list[Row | None]:
+        user_id, lease_seconds, task_types = key
+        params: dict[str, Any] = {
+            "worker_ids": worker_ids,
+            "user_id": user_id,
+            "lease_seconds": lease_seconds,
+        }
+        if task_types is not None:
+            params["task_types"] = list(task_types)
         by_ordinal = {row.pop("ordinal"): row for row in await self._run_batch(params)}
         return [by_ordinal.get(n) for n in range(1, len(worker_ids) + 1)]
 

@@ -82,6 +82,23 @@ def required_str(body: dict[str, Any], name: str, max_length: int = 200) -> str:
     return value
 
 
+def optional_str_tuple(
+    body: dict[str, Any], name: str, max_items: int = 20, max_length: int = 200
+) -> tuple[str, ...] | None:
+    """A non-empty list of non-empty strings, as a sorted tuple without repeats (a hashable key)."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or len(value) > max_items
+        or not all(isinstance(v, str) and 0 < len(v) <= max_length for v in value)
+    ):
+        raise BodyError(400, f"{name} must be a list of 1 to {max_items} non-empty strings")
+    return tuple(sorted(set(value)))
+
+
 def optional_int(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
     value = body.get(name)
     if value is None:

@@ -162,12 +162,25 @@ class TaskClient:
         lease_seconds: int | None = None,
         claim_id: str | None = None,
         wait_seconds: float = 0,
+        task_types: list[str] | None = None,
     ) -> Task | None:
-        """The oldest ready task, now held by ``worker_id``; None when nothing is claimable.
+        """The oldest ready task (of ``task_types``, when given), now held by ``worker_id``; None when
+        nothing is claimable.
 
         With ``wait_seconds`` the service holds the request until a task is ready or the time is up (a
         long poll, woken by LISTEN/NOTIFY); the RPC fallback does not wait.
         """
+        if task_types is not None:
+            if claim_id is not None:
+                raise ValueError("claim_id cannot be combined with task_types")
+            tasks = self.claim_many(
+                1,
+                worker_id=worker_id,
+                lease_seconds=lease_seconds,
+                wait_seconds=wait_seconds,
+                task_types=task_types,
+            )
+            return tasks[0] if tasks else None
         worker_id = worker_id or str(uuid.uuid4())
         body: dict[str, Any] = {"worker_id": worker_id}
         if lease_seconds is not None:
@@ -190,6 +203,7 @@ class TaskClient:
         worker_id: str | None = None,
         lease_seconds: int | None = None,
         wait_seconds: float = 0,
+        task_types: list[str] | None = None,
     ) -> list[Task]:
         """Up to ``max_tasks`` of the oldest ready tasks in one call (one statement, one commit), all
         held by ``worker_id``; an empty list when nothing is claimable. The RPC fallback calls
@@ -200,10 +214,12 @@ class TaskClient:
             body["lease_seconds"] = lease_seconds
         if wait_seconds > 0:
             body["wait_seconds"] = wait_seconds
+        if task_types is not None:
+            body["task_types"] = task_types
         try:
             response = self._post("claim-tasks", body, definite=frozenset({400}), extra_time=wait_seconds)
         except _Fallback as reason:
-            rows = self._rpc_claim_batch(worker_id, max_tasks, lease_seconds or 300, reason)
+            rows = self._rpc_claim_batch(worker_id, max_tasks, lease_seconds or 300, task_types, reason)
             return [Task.from_row(row) for row in rows]
         return [] if response is None else [Task.from_row(row) for row in response["tasks"]]
 
@@ -362,19 +378,26 @@ class TaskClient:
         return self._rpc("claim", params, reason)
 
     def _rpc_claim_batch(
-        self, worker_id: str, max_tasks: int, lease_seconds: int, reason: _Fallback
+        self,
+        worker_id: str,
+        max_tasks: int,
+        lease_seconds: int,
+        task_types: list[str] | None,
+        reason: _Fallback,
     ) -> list[dict[str, Any]]:
-        args = {
+        args: dict[str, Any] = {
             "worker_ids": [worker_id] * max_tasks,
             "user_id": self.user_id,
             "lease_seconds": lease_seconds,
         }
+        if task_types is not None:
+            args["task_types"] = task_types
         if self.supabase_client is not None and self.database_url is None:
             self._note_fallback(reason)
             rpc_args = {f"p_{name}": value for name, value in args.items()}
             rows = list(self.supabase_client.rpc("taskclaim_claim_batch", rpc_args).execute().data or [])
         else:
-            rows = self._rpc("claim_batch", args, reason)
+            rows = self._rpc("claim_batch" if task_types is None else "claim_batch_by_type", args, reason)
         return sorted(rows, key=lambda row: int(row.get("ordinal", 0)))
 
     def _rpc(self, query_name: str, params: dict[str, Any], reason: _Fallback) -> list[dict[str, Any]]:

@@ -177,10 +177,17 @@ async def claim_next_task(
     worker_id = bodies.optional_str(body, "worker_id") or str(uuid.uuid4())
     lease_seconds = service.lease_seconds(body)
     claim_id = bodies.optional_uuid(body, "claim_id")
+    task_types = bodies.optional_str_tuple(body, "task_types")
+    if claim_id is not None and task_types is not None:
+        raise BodyError(400, "claim_id cannot be combined with task_types")
 
     async def claim() -> list[dict[str, Any]]:
         row = await service.queue.claim(
-            worker_id, user_id=caller.user_id, lease_seconds=lease_seconds, claim_id=claim_id
+            worker_id,
+            user_id=caller.user_id,
+            lease_seconds=lease_seconds,
+            claim_id=claim_id,
+            task_types=task_types,
         )
         return [] if row is None else [row]
 
@@ -195,13 +202,14 @@ async def claim_tasks(service: Service, caller: Caller, body: dict[str, Any], re
     worker_id = bodies.optional_str(body, "worker_id") or str(uuid.uuid4())
     lease_seconds = service.lease_seconds(body)
     max_tasks = bodies.optional_int(body, "max_tasks", 1, MAX_BATCH_TASKS) or 1
+    task_types = bodies.optional_str_tuple(body, "task_types")
     rows = await _long_poll(
         service,
         caller,
         body,
         request,
         lambda: service.queue.claim_many(
-            worker_id, max_tasks, user_id=caller.user_id, lease_seconds=lease_seconds
+            worker_id, max_tasks, user_id=caller.user_id, lease_seconds=lease_seconds, task_types=task_types
         ),
     )
     if not rows:

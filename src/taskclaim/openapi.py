@@ -84,6 +84,13 @@ def openapi_document() -> dict[str, Any]:
     lease = {"type": "integer", "minimum": 1, "description": "seconds; default 300"}
     conflict = {**_ERROR, "description": "the caller does not hold the task (any more)"}
     missing = {**_ERROR, "description": "no such task for this caller"}
+    task_types = {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1},
+        "minItems": 1,
+        "maxItems": 20,
+        "description": "claim only tasks of these task_types (not with claim_id)",
+    }
     wait = {
         "type": "number",
         "minimum": 0,
@@ -102,6 +109,7 @@ def openapi_document() -> dict[str, Any]:
                     "lease_seconds": lease,
                     "claim_id": _UUID,
                     "wait_seconds": wait,
+                    "task_types": task_types,
                 },
                 [],
                 {
@@ -121,6 +129,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "lease_seconds": lease,
                     "wait_seconds": wait,
+                    "task_types": task_types,
                 },
                 [],
                 {

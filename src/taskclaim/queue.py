@@ -56,9 +56,7 @@ class Queue:
     ) -> None:
         self.pool = pool
         self._check_task: asyncio.Task[None] | None = None
-        self.batcher = ClaimBatcher(
-            lambda params: self._rows("claim_batch", params), max_inflight=max_inflight_batches
-        )
+        self.batcher = ClaimBatcher(self._claim_batch, max_inflight=max_inflight_batches)
         self.completions = CompletionBatcher(lambda params: self._rows("complete_batch", params))
 
     @classmethod
@@ -108,6 +106,10 @@ class Queue:
             cur = await conn.execute(query(name), params)
             return await cur.fetchall()
 
+    async def _claim_batch(self, params: Mapping[str, Any]) -> list[Row]:
+        """taskclaim_claim_batch; its task_type-filtered form only when ``params`` has task_types."""
+        return await self._rows("claim_batch_by_type" if "task_types" in params else "claim_batch", params)
+
     async def _one(self, name: str, params: Mapping[str, Any]) -> Row | None:
         rows = await self._rows(name, params)
         return rows[0] if rows else None
@@ -124,10 +126,14 @@ class Queue:
         user_id: uuid.UUID | None = None,
         lease_seconds: int = 300,
         claim_id: uuid.UUID | None = None,
+        task_types: tuple[str, ...] | None = None,
     ) -> Row | None:
-        """Claims without a claim_id are coalesced with concurrent ones (see ``taskclaim.batching``)."""
+        """Claims without a claim_id are coalesced with concurrent ones (see ``taskclaim.batching``);
+        ``task_types`` limits the claim to those types. A claim_id claim cannot be filtered."""
         if claim_id is None:
-            return await self.batcher.claim(worker_id, user_id, lease_seconds)
+            return await self.batcher.claim(worker_id, user_id, lease_seconds, task_types)
+        if task_types is not None:
+            raise BadRequest("claim_id cannot be combined with task_types")
         return await self._one(
             "claim",
             {
@@ -139,13 +145,23 @@ class Queue:
         )
 
     async def claim_many(
-        self, worker_id: str, count: int, *, user_id: uuid.UUID | None = None, lease_seconds: int = 300
+        self,
+        worker_id: str,
+        count: int,
+        *,
+        user_id: uuid.UUID | None = None,
+        lease_seconds: int = 300,
+        task_types: tuple[str, ...] | None = None,
     ) -> list[Row]:
-        """Up to ``count`` of the oldest ready tasks, oldest first, in one statement."""
-        rows = await self._rows(
-            "claim_batch",
-            {"worker_ids": [worker_id] * count, "user_id": user_id, "lease_seconds": lease_seconds},
-        )
+        """Up to ``count`` of the oldest ready tasks (of ``task_types``), oldest first, in one statement."""
+        params: dict[str, Any] = {
+            "worker_ids": [worker_id] * count,
+            "user_id": user_id,
+            "lease_seconds": lease_seconds,
+        }
+        if task_types is not None:
+            params["task_types"] = list(task_types)
+        rows = await self._claim_batch(params)
         rows.sort(key=lambda row: int(row["ordinal"]))
         return [{k: v for k, v in row.items() if k != "ordinal"} for row in rows]
 

@@ -50,6 +50,8 @@ class WorkerConfig:
     shutdown_grace: float = 10.0
     exit_when_empty: bool = False
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # Claim only these task types. Default: every type with a command, else the types with a handler.
+    task_types: list[str] | None = None
 
 
 class _Running:
@@ -109,6 +111,15 @@ class Worker:
     def stop(self) -> None:
         self.stopping.set()
 
+    def task_types(self) -> list[str] | None:
+        """What this worker claims: the configured types; else, with no command to run any type, only
+        the types it has a handler for (a task it cannot run stays in the queue for another worker)."""
+        if self.config.task_types is not None:
+            return self.config.task_types
+        if self.command is None and self.handlers:
+            return sorted(self.handlers)
+        return None
+
     def _claim_tasks(self) -> None:
         try:
             while not self.stopping.is_set():
@@ -129,6 +140,7 @@ class Worker:
                         worker_id=self.config.worker_id,
                         lease_seconds=self.config.lease_seconds,
                         wait_seconds=wait,
+                        task_types=self.task_types(),
                     )
                     waited = wait > 0 and self.client.last_path == "edge"
                 except ClientError as exc:
@@ -291,6 +303,13 @@ def add_worker_parser(sub: Any) -> None:
     p.add_argument("--shutdown-grace", type=float, default=10.0)
     p.add_argument("--exit-when-empty", action="store_true", help="exit 0 once nothing is claimable")
     p.add_argument("--worker-id", help="default: HOSTNAME-PID")
+    p.add_argument(
+        "--task-type",
+        dest="task_types",
+        action="append",
+        metavar="TYPE",
+        help="claim only tasks of this task_type (repeat for several; default: every type)",
+    )
     p.set_defaults(func=run_worker_command)
 
 
@@ -316,6 +335,7 @@ def run_worker_command(args: argparse.Namespace, settings: Any) -> int:
         heartbeat_interval=args.heartbeat_interval,
         shutdown_grace=args.shutdown_grace,
         exit_when_empty=args.exit_when_empty,
+        task_types=args.task_types,
     )
     if args.worker_id:
         config.worker_id = args.worker_id

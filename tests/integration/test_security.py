@@ -20,6 +20,10 @@ QUEUE_FUNCTIONS = [
     ("taskclaim_claim", "select * from public.taskclaim_claim('w')"),
     ("taskclaim_claim_batch", "select * from public.taskclaim_claim_batch(array['w'], null, 60)"),
     (
+        "taskclaim_claim_batch by type",
+        "select * from public.taskclaim_claim_batch(array['w'], null, 60, array['render'])",
+    ),
+    (
         "taskclaim_complete_batch",
         "select * from public.taskclaim_complete_batch(array[gen_random_uuid()], array['w'], array[1],"
         " array[null::jsonb], array[null::text])",

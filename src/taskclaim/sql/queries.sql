@@ -77,6 +77,10 @@ select * from public.func_claim_user_task('tasks', %(worker_id)s, %(user_id)s)
 select ordinal, task_id, params, task_type, project_id, worker_id, attempt, lease_expires_at
   from public.taskclaim_claim_batch(%(worker_ids)s, %(user_id)s, %(lease_seconds)s)
 
+-- claim_batch_by_type --
+select ordinal, task_id, params, task_type, project_id, worker_id, attempt, lease_expires_at
+  from public.taskclaim_claim_batch(%(worker_ids)s, %(user_id)s, %(lease_seconds)s, %(task_types)s::text[])
+
 -- complete_batch --
 -- The casts let a column of NULLs (no attempt, no result) through as the right array type.
 select ordinal, task_id, status, generation_processed_at, error_code, error
