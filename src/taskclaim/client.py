@@ -416,10 +416,10 @@ class TaskClient:
                         self._db = psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row)
                     rows = self._db.execute(query(query_name), params).fetchall()
                     return [dict(r) for r in rows]
-                except psycopg.OperationalError:
+                except psycopg.OperationalError as exc:
                     self._db = None
                     if attempt == 2:
-                        raise
+                        raise ServiceUnavailable(f"{reason}; and the database is unreachable: {exc}") from exc
                 except psycopg.Error as exc:
                     state = exc.sqlstate or ""
                     status = {"TC400": 400, "TC403": 403, "TC404": 404, "TC409": 409}.get(state)

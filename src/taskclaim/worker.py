@@ -143,8 +143,11 @@ class Worker:
                         task_types=self.task_types(),
                     )
                     waited = wait > 0 and self.client.last_path == "edge"
-                except ClientError as exc:
+                except ClientError as exc:  # the service and the database both out: wait, try again
                     log.warning("claim failed: %s", exc)
+                    tasks, waited = [], False
+                except Exception:  # a bug must not stop the fleet either: say it, wait, try again
+                    log.exception("claim failed unexpectedly")
                     tasks, waited = [], False
                 if tasks:
                     with self._lock:
@@ -163,13 +166,17 @@ class Worker:
 
     def _run_tasks(self) -> None:
         while (task := self._ready.get()) is not None:
-            if self.stopping.is_set():
-                self._finish(_cancelled(task), False, None, 0.0)
-            else:
-                self._run_one(task)
-            with self._slot_freed:
-                self._free += 1
-                self._slot_freed.notify()
+            try:
+                if self.stopping.is_set():
+                    self._finish(_cancelled(task), False, None, 0.0)
+                else:
+                    self._run_one(task)
+            except Exception:  # the slot must survive a bug; the task's lease returns it to the queue
+                log.exception("task %s: the worker could not run or report it", task.task_id)
+            finally:
+                with self._slot_freed:
+                    self._free += 1
+                    self._slot_freed.notify()
 
     def _run_one(self, task: Task) -> None:
         running = _Running(task)
@@ -252,6 +259,8 @@ class Worker:
                 return
             except ClientError as exc:
                 log.warning("heartbeat for %s failed: %s", running.task.task_id, exc)
+            except Exception:  # keep beating: a lost heartbeat thread would lose the task at lease end
+                log.exception("heartbeat for %s failed unexpectedly", running.task.task_id)
 
     def _kill(self, running: _Running) -> None:
         process = running.process

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.conftest import SERVICE_KEY
+from tests.acceptance.conftest import SERVICE_KEY, service_env
 from tests.helpers import Conn, make_project, make_task, status_counts, task
-from tests.processes import ServiceProcess, TaskclaimProcess
+from tests.processes import ServiceProcess, TaskclaimProcess, free_port
 
 # Echoes {"echo": params} to stdout; with params {"fail": true} it writes to stderr and exits 1.
 SCRIPT = (
@@ -178,3 +178,37 @@ def test_free_slots_are_claimed_in_one_call(db: Conn, service: ServiceProcess, t
     assert {row["worker_id"] for row in rows} == {"slots"}
     # One statement claimed all three: they share its transaction's now().
     assert len({row["generation_started_at"] for row in rows}) == 1, process.log()
+
+
+def test_a_worker_rides_out_an_outage_of_both_the_service_and_the_database(
+    db: Conn, db_url: str, jwks_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    task_id = make_task(db, make_project(db))
+    args = [
+        "worker",
+        "--url",
+        f"http://127.0.0.1:{port}/functions/v1/claim-next-task",
+        "--token",
+        SERVICE_KEY,
+    ]
+    args += ["--exec", ECHO, "--worker-id", "patient", "--poll-interval", "0.5"]
+    unreachable_db = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}
+    process = TaskclaimProcess(args, unreachable_db, tmp_path / "worker.log").start()
+    try:
+        time.sleep(4)  # several claims fail on both paths
+        assert process.process is not None and process.process.poll() is None, process.log()
+        assert "claim failed" in process.log()
+        service = ServiceProcess(
+            service_env(db_url, jwks_url, tmp_path), tmp_path / "serve.log", port
+        ).start()
+        try:
+            deadline = time.monotonic() + 30
+            while task(db, task_id)["status"] != "Complete":
+                assert time.monotonic() < deadline, process.log()
+                time.sleep(0.1)
+        finally:
+            service.stop()
+    finally:
+        process.signal(signal.SIGTERM)
+        assert process.wait(30) == 0, process.log()
