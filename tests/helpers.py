@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -85,3 +86,13 @@ def task(conn: Conn, task_id: uuid.UUID | str) -> dict[str, Any]:
 def status_counts(conn: Conn) -> dict[str, int]:
     rows = conn.execute("select status::text as s, count(*) as n from public.tasks group by 1")
     return {r["s"]: r["n"] for r in rows}
+
+
+def explain_buffers(conn: Conn, statement: str, params: tuple[object, ...]) -> int:
+    """Shared buffers (hits + reads) of ``EXPLAIN (ANALYZE, BUFFERS)`` of ``statement``, which it runs."""
+    row = conn.execute(f"explain (analyze, buffers, format json) {statement}", params).fetchone()
+    assert row is not None
+    plan = row["QUERY PLAN"]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    top = plan[0]["Plan"]
+    return int(top["Shared Hit Blocks"] + top["Shared Read Blocks"])

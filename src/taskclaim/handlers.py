@@ -178,8 +178,6 @@ async def claim_next_task(
     lease_seconds = service.lease_seconds(body)
     claim_id = bodies.optional_uuid(body, "claim_id")
     task_types = bodies.optional_str_tuple(body, "task_types")
-    if claim_id is not None and task_types is not None:
-        raise BodyError(400, "claim_id cannot be combined with task_types")
 
     async def claim() -> list[dict[str, Any]]:
         row = await service.queue.claim(

@@ -18,13 +18,15 @@ from tests.processes import ServiceProcess
 CLAIM = "/functions/v1/claim-next-task"
 
 
-def claim_in_background(service: ServiceProcess, body: dict[str, object], token: str = SERVICE_KEY):  # type: ignore[no-untyped-def]
+def claim_in_background(  # type: ignore[no-untyped-def]
+    service: ServiceProcess, body: dict[str, object], token: str = SERVICE_KEY, path: str = CLAIM
+):
     result: dict[str, object] = {}
 
     def run() -> None:
         started = time.monotonic()
         with httpx.Client(base_url=service.url, timeout=60) as client:
-            result["response"] = client.post(CLAIM, json=body, headers=bearer(token))
+            result["response"] = client.post(path, json=body, headers=bearer(token))
         result["seconds"] = time.monotonic() - started
 
     thread = threading.Thread(target=run)

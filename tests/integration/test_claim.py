@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -11,7 +10,7 @@ import psycopg
 import pytest
 
 from taskclaim.queries import query
-from tests.helpers import Conn, make_project, make_task, make_tasks, status_counts, task
+from tests.helpers import Conn, explain_buffers, make_project, make_task, make_tasks, status_counts, task
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -161,15 +160,6 @@ def test_claim_refuses_any_table_but_tasks(db: Conn, table: str) -> None:
     assert db.execute("select count(*) as n from public.projects").fetchone() == {"n": 1}
 
 
-def _explain_buffers(conn: Conn, statement: str, params: tuple[object, ...]) -> int:
-    row = conn.execute(f"explain (analyze, buffers, format json) {statement}", params).fetchone()
-    assert row is not None
-    plan = row["QUERY PLAN"]
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    top = plan[0]["Plan"]
-    return int(top["Shared Hit Blocks"] + top["Shared Read Blocks"])
-
-
 @pytest.mark.slow
 def test_claim_cost_does_not_grow_with_finished_or_blocked_tasks(db: Conn) -> None:
     user = uuid.uuid4()
@@ -192,8 +182,8 @@ def test_claim_cost_does_not_grow_with_finished_or_blocked_tasks(db: Conn) -> No
     claim_user(db, user)
     claimed_before = status_counts(db)["In Progress"]
 
-    service = _explain_buffers(db, "select * from public.func_claim_task('tasks', 'w')", ())
-    user_claim = _explain_buffers(db, "select * from public.func_claim_user_task('tasks', 'w', %s)", (user,))
+    service = explain_buffers(db, "select * from public.func_claim_task('tasks', 'w')", ())
+    user_claim = explain_buffers(db, "select * from public.func_claim_user_task('tasks', 'w', %s)", (user,))
     assert status_counts(db)["In Progress"] == claimed_before + 2  # both EXPLAINs really claimed
     assert 0 < service < 200, service
     assert 0 < user_claim < 200, user_claim
@@ -237,5 +227,5 @@ def test_vacuum_cleans_the_ready_index_behind_a_large_finished_backlog(db: Conn)
     make_tasks(db, project, 1_000)
     db.execute("vacuum public.tasks")
     claim(db)
-    buffers = _explain_buffers(db, "select * from public.func_claim_task('tasks', 'w')", ())
+    buffers = explain_buffers(db, "select * from public.func_claim_task('tasks', 'w')", ())
     assert buffers < 45, buffers

@@ -9,8 +9,7 @@ import psycopg
 import pytest
 
 from taskclaim.queries import query
-from tests.helpers import Conn, make_project, make_task, status_counts
-from tests.integration.test_claim import _explain_buffers
+from tests.helpers import Conn, explain_buffers, make_project, make_task, status_counts
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -68,6 +67,6 @@ def test_one_type_is_one_index_scan_behind_many_ready_tasks_of_others(db: Conn) 
     db.execute("analyze public.tasks")
     assert claim(db, ["nothing-of-this-type"]) == []  # the backend's first call loads its caches
     statement = "select * from public.taskclaim_claim_batch(array['w'], null, 60, array['render'])"
-    buffers = _explain_buffers(db, statement, ())
+    buffers = explain_buffers(db, statement, ())
     assert status_counts(db) == {"Queued": 20000, "In Progress": 1}  # the EXPLAIN really claimed
     assert 0 < buffers < 200, buffers
