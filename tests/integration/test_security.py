@@ -29,6 +29,7 @@ QUEUE_FUNCTIONS = [
         " array[null::jsonb], array[null::text])",
     ),
     ("taskclaim_reap", "select * from public.taskclaim_reap()"),
+    ("taskclaim_delete_user", "select * from public.taskclaim_delete_user(gen_random_uuid())"),
     ("taskclaim_token_user", "select * from public.taskclaim_token_user(repeat('0', 64))"),
 ]
 
@@ -146,3 +147,52 @@ def test_service_role_reads_tokens(tx: Conn) -> None:
     )
     act_as(tx, "service_role")
     assert len(tx.execute("select * from public.user_api_token").fetchall()) == 1
+
+
+def test_rls_update_without_where_moves_only_own_ready_queued_tasks_and_gives_them_a_lease(tx: Conn) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    project = make_project(tx, alice)
+    ready = make_task(tx, project)
+    done = make_task(tx, project)
+    tx.execute("update public.tasks set status = 'Complete' where id = %s", (done,))
+    blocked = make_task(tx, project, dependant_on=make_task(tx, project))
+    bobs = make_task(tx, make_project(tx, bob))
+    act_as(tx, "authenticated", alice)
+    tx.execute("update public.tasks set status = 'In Progress', worker_id = 'alice-laptop'")
+    tx.execute("reset role")
+    claimed = task(tx, ready)
+    assert (claimed["status"], claimed["worker_id"], claimed["attempts"]) == (
+        "In Progress",
+        "alice-laptop",
+        1,
+    )
+    assert claimed["lease_expires_at"] is not None  # so the reaper recovers it if the laptop dies
+    assert task(tx, done)["status"] == "Complete"
+    assert task(tx, blocked)["status"] == "Queued"
+    assert task(tx, bobs)["status"] == "Queued"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "update public.tasks set status = 'In Progress', project_id = %(other)s, params = '{\"x\": 1}'",
+        "update public.tasks set user_id = %(other_user)s",
+        "update public.tasks set params = '{}'",
+        "update public.tasks set lease_expires_at = null, status = 'In Progress'",
+        "delete from public.tasks",
+        "insert into public.tasks (project_id, task_type) values (%(other)s, 'x')",
+        "insert into public.projects (user_id) values (%(other_user)s)",
+        "update public.projects set user_id = %(other_user)s",
+    ],
+)
+def test_rls_refuses_what_a_user_may_not_do_and_nothing_changes(tx: Conn, statement: str) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    own = make_task(tx, make_project(tx, alice))
+    other = make_project(tx, bob)
+    bobs = make_task(tx, other)
+    before = [task(tx, own), task(tx, bobs)]
+    act_as(tx, "authenticated", alice)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), tx.transaction():
+        tx.execute(statement, {"other": other, "other_user": bob})
+    tx.execute("reset role")
+    assert [task(tx, own), task(tx, bobs)] == before
