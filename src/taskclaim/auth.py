@@ -46,6 +46,25 @@ class Caller:
 SERVICE = Caller(user_id=None)
 
 
+def caller_from_claims(claims: Any) -> Caller:
+    """Who the verified claims of a JWT name: the service for a ``role`` of ``service_role`` or
+    ``supabase_admin``, else the user whose UUID is ``sub``. Anything else, of any shape, is a 403."""
+    if not isinstance(claims, dict):
+        raise AuthError(403, "JWT claims must be an object")
+    role = claims.get("role")
+    if role is not None and not isinstance(role, str):
+        raise AuthError(403, "JWT role must be a string")
+    if role in SERVICE_ROLES:
+        return SERVICE
+    sub = claims.get("sub")
+    if not isinstance(sub, str):
+        raise AuthError(403, "JWT has no user (sub)")
+    try:
+        return Caller(user_id=uuid.UUID(sub))
+    except ValueError:
+        raise AuthError(403, "JWT sub is not a user id") from None
+
+
 def bearer_token(authorization: str | None) -> str:
     if not authorization:
         raise AuthError(401, "missing Authorization header")
@@ -90,17 +109,19 @@ class Authenticator:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise AuthError(403, "malformed JWT") from None
-        algorithm = header.get("alg")
+        algorithm, kid = header.get("alg"), header.get("kid")
+        if not isinstance(algorithm, str) or not (kid is None or isinstance(kid, str)):
+            raise AuthError(403, "malformed JWT")
         key: Any
         if algorithm == "HS256" and self._jwt_secret:
             key = self._jwt_secret
         elif algorithm in ASYMMETRIC_ALGORITHMS and self._jwks.configured:
-            jwk = await self._jwks.key(header.get("kid"))
+            jwk = await self._jwks.key(kid)
             if jwk is None or jwk.algorithm_name != algorithm:
                 raise AuthError(403, "JWT signed by an unknown key")
             key = jwk
         else:
-            raise AuthError(403, f"JWT algorithm {algorithm!r} not accepted")
+            raise AuthError(403, f"JWT algorithm {algorithm[:20]!r} not accepted")
         try:
             claims = jwt.decode(
                 token,
@@ -110,14 +131,9 @@ class Authenticator:
             )
         except jwt.ExpiredSignatureError:
             raise AuthError(403, "JWT expired") from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, TypeError):
             raise AuthError(403, "JWT not accepted") from None
-        if claims.get("role") in SERVICE_ROLES:
-            return SERVICE
-        try:
-            return Caller(user_id=uuid.UUID(str(claims["sub"])))
-        except (KeyError, ValueError):
-            raise AuthError(403, "JWT has no user (sub)") from None
+        return caller_from_claims(claims)
 
     async def _from_personal_token(self, token: str) -> Caller:
         digest = token_hash(token)
