@@ -12,6 +12,8 @@ import psycopg
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from taskclaim.tokens import new_token, token_hash
+
 Conn = psycopg.Connection[DictRow]
 
 
@@ -86,6 +88,24 @@ def task(conn: Conn, task_id: uuid.UUID | str) -> dict[str, Any]:
 def status_counts(conn: Conn) -> dict[str, int]:
     rows = conn.execute("select status::text as s, count(*) as n from public.tasks group by 1")
     return {r["s"]: r["n"] for r in rows}
+
+
+def nested(depth: int) -> Any:
+    """``1`` inside ``depth`` arrays: a JSON value that nests ``depth`` levels deep."""
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def personal_token(conn: Conn, user: uuid.UUID, expires_at: datetime | None = None) -> str:
+    """A new personal access token of ``user``, stored as the CLI stores it (its SHA-256 only)."""
+    token = new_token()
+    conn.execute(
+        "insert into public.user_api_token (user_id, jti_hash, expires_at) values (%s, %s, %s)",
+        (user, token_hash(token), expires_at),
+    )
+    return token
 
 
 def explain_buffers(conn: Conn, statement: str, params: tuple[object, ...]) -> int:

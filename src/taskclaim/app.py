@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -19,6 +20,7 @@ from starlette.routing import Route
 from taskclaim.config import Settings
 from taskclaim.exceptions import DatabaseUnavailable
 from taskclaim.handlers import (
+    CORS,
     FUNCTIONS,
     RETRY_AFTER_SECONDS,
     Service,
@@ -94,7 +96,8 @@ async def dashboard(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return json_response(openapi_document())
+    service: Service = request.app.state.service
+    return Response(service.openapi, media_type="application/json", headers=CORS)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -144,6 +147,9 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         notifier = ReadyNotifier(database_url)
         notifier.start()
         service = app.state.service = Service(settings, queue, jwks, notifier)
+        service.openapi = orjson.dumps(
+            openapi_document(settings.max_lease_seconds, settings.max_wait_seconds)
+        )
         tasks = []
         if settings.reap_interval_seconds > 0:
             tasks.append(asyncio.create_task(reaper(queue, settings.reap_interval_seconds, service.metrics)))
@@ -157,8 +163,8 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             await pool.close()
 
     routes = [
-        Route(f"/functions/v1/{name}", endpoint(name, handler, limit), methods=["POST", "OPTIONS"])
-        for name, (handler, limit) in FUNCTIONS.items()
+        Route(f"/functions/v1/{name}", endpoint(name, *function), methods=["POST", "OPTIONS"])
+        for name, function in FUNCTIONS.items()
     ]
     routes += [
         Route("/health", health, methods=["GET"]),

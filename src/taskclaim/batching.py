@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from taskclaim.exceptions import Conflict, NotFound, QueueError
+from taskclaim.exceptions import BadRequest, Conflict, DatabaseUnavailable, NotFound, QueueError
 
 Row = dict[str, Any]
 K = TypeVar("K", bound=Hashable)
@@ -93,17 +93,21 @@ class Coalescer(Generic[K, I, R]):
     async def _send(self, key: K, batch: list[tuple[I, asyncio.Future[R]]]) -> None:
         try:
             answers = await self._run(key, [item for item, _ in batch])
-        except BaseException as exc:
-            for _, future in batch:
-                if future.done():
-                    continue
-                if isinstance(exc, asyncio.CancelledError):
-                    future.cancel()
-                else:
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
+        except DatabaseUnavailable as exc:  # the same for every item: each gets it
+            self._settle_all(batch, exc)
             return
+        except Exception as exc:
+            if len(batch) == 1:
+                self._settle_all(batch, exc)
+                return
+            # One item may have failed the statement for all (bad data, a bug it triggers): each goes
+            # again alone, so only that one gets the error and the others their own answers.
+            for one in batch:
+                await self._send(key, [one])
+            return
+        except BaseException as exc:  # cancelled: the callers are cancelled too
+            self._settle_all(batch, exc)
+            raise
         self.batches += 1
         self.calls += len(batch)
         for (_, future), answer in zip(batch, answers, strict=True):
@@ -113,6 +117,16 @@ class Coalescer(Generic[K, I, R]):
                 future.set_exception(answer)
             else:
                 future.set_result(answer)
+
+    @staticmethod
+    def _settle_all(batch: list[tuple[I, asyncio.Future[R]]], exc: BaseException) -> None:
+        for _, future in batch:
+            if future.done():
+                continue
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
 
 
 ClaimKey = tuple[uuid.UUID | None, int, tuple[str, ...] | None]  # (user_id, lease_seconds, task_types)
@@ -150,7 +164,7 @@ class ClaimBatcher:
         return [by_ordinal.get(n) for n in range(1, len(worker_ids) + 1)]
 
 
-_ITEM_ERRORS: dict[str, type[QueueError]] = {"TC404": NotFound, "TC409": Conflict}
+_ITEM_ERRORS: dict[str, type[QueueError]] = {"TC400": BadRequest, "TC404": NotFound, "TC409": Conflict}
 
 
 class CompletionBatcher:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import platformdirs
 
+from taskclaim import limits
 from taskclaim.exceptions import ConfigError
 
 
@@ -37,6 +38,13 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _number(env, name, default)
+    if value == 0:
+        raise ConfigError(f"{name} must be greater than 0")
+    return value
+
+
 def _secret_keys(raw: str | None) -> tuple[str, ...]:
     if not raw:
         return ()
@@ -61,8 +69,10 @@ class Settings:
     jwks_url: str | None = None
     # How long a personal access token's look-up is cached; a revoked token can claim this long.
     token_cache_seconds: float = 10.0
-    default_lease_seconds: int = 300
-    max_lease_seconds: int = 86_400
+    default_lease_seconds: int = limits.DEFAULT_LEASE_SECONDS
+    max_lease_seconds: int = limits.MAX_LEASE_SECONDS
+    # The longest long poll; keep it below the idle timeout of any proxy in front of the service.
+    max_wait_seconds: float = limits.MAX_WAIT_SECONDS
     reap_interval_seconds: float = 5.0
     pool_min_size: int = 4
     pool_max_size: int = 16
@@ -71,6 +81,10 @@ class Settings:
     # How many coalesced claim statements may run at once (see taskclaim.batching). One is fastest:
     # concurrent claim statements make each other skip the rows they lock.
     claim_batches_inflight: int = 1
+    # HTTP: a connection that sends no request this long after it opened (or after its last answer) is
+    # closed, and so is one whose request has not fully arrived this long after its first byte.
+    http_keepalive_seconds: float = 5.0
+    http_read_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +93,15 @@ class Settings:
         jwks_url = env.get("SUPABASE_JWKS_URL") or None
         if jwks_url is None and supabase_url:
             jwks_url = supabase_url.rstrip("/") + "/auth/v1/.well-known/jwks.json"
+        max_lease = int(_number(env, "TASKCLAIM_MAX_LEASE_SECONDS", limits.MAX_LEASE_SECONDS))
+        default_lease = int(_number(env, "TASKCLAIM_LEASE_SECONDS", limits.DEFAULT_LEASE_SECONDS))
+        if not 1 <= max_lease <= limits.MAX_LEASE_SECONDS:
+            raise ConfigError(f"TASKCLAIM_MAX_LEASE_SECONDS must be from 1 to {limits.MAX_LEASE_SECONDS}")
+        max_wait = _number(env, "TASKCLAIM_MAX_WAIT_SECONDS", limits.MAX_WAIT_SECONDS)
+        if max_wait > limits.MAX_WAIT_SECONDS:
+            raise ConfigError(f"TASKCLAIM_MAX_WAIT_SECONDS must be from 0 to {limits.MAX_WAIT_SECONDS}")
+        if not 1 <= default_lease <= max_lease:
+            raise ConfigError(f"TASKCLAIM_LEASE_SECONDS must be from 1 to {max_lease}")
         return cls(
             database_url=database_url_from_env(env),
             data_dir=default_data_dir(env),
@@ -89,10 +112,14 @@ class Settings:
             jwks_json=env.get("SUPABASE_JWKS") or None,
             jwks_url=jwks_url,
             token_cache_seconds=_number(env, "TASKCLAIM_TOKEN_CACHE_SECONDS", 10.0),
-            default_lease_seconds=int(_number(env, "TASKCLAIM_LEASE_SECONDS", 300)),
+            default_lease_seconds=default_lease,
+            max_lease_seconds=max_lease,
+            max_wait_seconds=max_wait,
             reap_interval_seconds=_number(env, "TASKCLAIM_REAP_INTERVAL", 5.0),
             pool_min_size=int(_number(env, "TASKCLAIM_POOL_MIN", 4)),
             pool_max_size=int(_number(env, "TASKCLAIM_POOL_MAX", 16)),
             pool_timeout_seconds=_number(env, "TASKCLAIM_POOL_TIMEOUT", 5.0),
             claim_batches_inflight=max(1, int(_number(env, "TASKCLAIM_CLAIM_BATCHES", 1))),
+            http_keepalive_seconds=_positive(env, "TASKCLAIM_HTTP_KEEPALIVE", 5.0),
+            http_read_seconds=_positive(env, "TASKCLAIM_HTTP_READ_TIMEOUT", 30.0),
         )

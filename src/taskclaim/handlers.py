@@ -13,20 +13,21 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from taskclaim import bodies
+from taskclaim import bodies, limits
 from taskclaim.auth import Authenticator, Caller
-from taskclaim.bodies import BodyError
+from taskclaim.bodies import Body
 from taskclaim.config import Settings
-from taskclaim.exceptions import AuthError, DatabaseUnavailable, QueueError
+from taskclaim.exceptions import AuthError, BodyError, DatabaseUnavailable, QueueError
 from taskclaim.jwks import JwksCache
 from taskclaim.metrics import Metrics
 from taskclaim.notifier import ReadyNotifier
+from taskclaim.protocol import client_gone
 from taskclaim.queue import Queue
 
 log = logging.getLogger("taskclaim.handlers")
@@ -36,10 +37,7 @@ CORS = {
     "Access-Control-Allow-Headers": "authorization, x-client-info, apikey, content-type",
     "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
 }
-CLAIM_BODY_LIMIT = 16 * 1024
-TASK_BODY_LIMIT = 512 * 1024
 RETRY_AFTER_SECONDS = "2"
-MAX_WAIT_SECONDS = 60
 
 
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -55,6 +53,10 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return json_response({"error": message}, status, headers)
 
 
+def no_content() -> Response:
+    return Response(status_code=204, headers=CORS)
+
+
 class Service:
     """What the handlers share: settings, the queue and the authenticator."""
 
@@ -65,17 +67,35 @@ class Service:
         self.notifier = notifier
         self.auth = Authenticator(settings, queue, jwks)
         self.metrics = Metrics()
+        self.openapi = b""  # the OpenAPI document, rendered once at start
 
-    def lease_seconds(self, body: dict[str, Any]) -> int:
-        value = bodies.optional_int(body, "lease_seconds", 1, self.settings.max_lease_seconds)
-        return self.settings.default_lease_seconds if value is None else value
+    def lease_seconds(self, requested: int | None) -> int:
+        """The lease of a claim: the requested one within this service's maximum, else the default."""
+        if requested is None:
+            return self.settings.default_lease_seconds
+        self.check_lease(requested)
+        return requested
+
+    def check_lease(self, requested: int | None) -> None:
+        if requested is not None and requested > self.settings.max_lease_seconds:
+            raise BodyError(400, f"lease_seconds: Expected `int` <= {self.settings.max_lease_seconds}")
+
+    def wait_seconds(self, requested: float | None) -> float:
+        if requested is not None and requested > self.settings.max_wait_seconds:
+            raise BodyError(400, f"wait_seconds: Expected `float` <= {self.settings.max_wait_seconds:g}")
+        return requested or 0.0
 
 
-Handler = Callable[[Service, Caller, dict[str, Any], Request], Awaitable[Response]]
+Handler = Callable[[Service, Caller, Any, Request], Awaitable[Response]]
 
 
-def endpoint(name: str, handler: Handler, body_limit: int) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler: CORS preflight, auth, body, the mapping of errors to statuses, metrics."""
+def endpoint(
+    name: str, handler: Handler, kind: type[Body], body_limit: int
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: CORS preflight, auth, body, the mapping of errors to statuses, metrics.
+
+    Whatever goes wrong is answered here, a bug included (500, logged): the exception never reaches the
+    server, which would close the connection and fail the client's next request on it too."""
 
     async def run(request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -89,7 +109,7 @@ def endpoint(name: str, handler: Handler, body_limit: int) -> Callable[[Request]
     async def answer(service: Service, request: Request) -> Response:
         try:
             caller = await service.auth.authenticate(request.headers.get("authorization"))
-            body = await bodies.read_object(request, body_limit)
+            body = bodies.decode(kind, await bodies.read(request, body_limit))
             return await handler(service, caller, body, request)
         except (AuthError, BodyError, QueueError) as exc:
             return error_response(exc.status, exc.message)
@@ -97,6 +117,11 @@ def endpoint(name: str, handler: Handler, body_limit: int) -> Callable[[Request]
             log.warning("database unavailable: %s", exc)
             service.metrics.database_unavailable += 1
             return error_response(503, "database unavailable", {"Retry-After": RETRY_AFTER_SECONDS})
+        except ClientDisconnect:
+            return error_response(400, "the client went away before its body was read")
+        except Exception:
+            log.exception("unhandled error in %s", name)
+            return error_response(500, "internal error")
 
     return run
 
@@ -113,32 +138,28 @@ def _task_answer(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-MAX_BATCH_TASKS = 100
-
-
 async def _long_poll(
     service: Service,
     caller: Caller,
-    body: dict[str, Any],
+    wait: float,
     request: Request,
     claim: Callable[[], Awaitable[list[dict[str, Any]]]],
 ) -> list[dict[str, Any]]:
-    """``claim()`` once; with ``wait_seconds`` in the body, again whenever a task of the caller's scope
-    becomes ready, until something is claimed or the time is up.
+    """``claim()`` once; with a ``wait`` in seconds, again whenever a task of the caller's scope becomes
+    ready, until something is claimed or the time is up.
 
-    A client that goes away while it waits is noticed at once: the wait ends, and a task claimed for it
-    in that moment goes straight back to the queue instead of waiting out its lease."""
-    wait_seconds = bodies.optional_number(body, "wait_seconds", 0, MAX_WAIT_SECONDS) or 0.0
+    A client that goes away is noticed: a long poll's wait ends at once, and tasks claimed for a client
+    that has gone go straight back to the queue instead of waiting out their lease."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_seconds
+    deadline = loop.time() + wait
     gone: asyncio.Task[None] | None = None
     waiting: asyncio.Task[None] | None = None
     try:
         while True:
             # Only a long poll needs a wake-up; it is taken before the claim, so a task arriving now wakes us.
-            woken = service.notifier.event(caller.user_id) if wait_seconds > 0 else None
+            woken = service.notifier.event(caller.user_id) if wait > 0 else None
             claimed = await claim()
-            if gone is not None and gone.done():
+            if claimed and ((gone is not None and gone.done()) or client_gone(request.scope)):
                 await _give_back(service, caller, claimed)
                 return []
             remaining = deadline - loop.time()
@@ -164,126 +185,149 @@ async def _disconnected(request: Request) -> None:
 
 async def _give_back(service: Service, caller: Caller, rows: list[dict[str, Any]]) -> None:
     for row in rows:
-        await service.queue.release(
-            row["task_id"], row["worker_id"], attempt=row["attempt"], user_id=caller.user_id
-        )
+        with contextlib.suppress(QueueError):  # taken back already (its lease, an operator)
+            await service.queue.release(
+                row["task_id"], row["worker_id"], attempt=row["attempt"], user_id=caller.user_id
+            )
     if rows:
         log.info("released %d task(s) claimed for a client that had gone", len(rows))
 
 
+async def _sendable(service: Service, caller: Caller, rows: list[dict[str, Any]]) -> list[bytes]:
+    """Each claimed task encoded as JSON. A task that cannot be (a row written before its params were
+    checked, say) is failed with the reason instead of being left In Progress with nobody to hold it; it
+    would fail every claim that took it. The others of the same claim are answered as usual."""
+    encoded = []
+    for row in rows:
+        try:
+            encoded.append(orjson.dumps(_task_answer(row)))
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            log.error("task %s cannot be sent as JSON (%s); failing it", row["task_id"], exc)
+            with contextlib.suppress(QueueError):
+                await service.queue.fail(
+                    row["task_id"],
+                    row["worker_id"],
+                    attempt=row["attempt"],
+                    error=f"the task cannot be sent as JSON: {exc}",
+                    retry=False,
+                    user_id=caller.user_id,
+                )
+    return encoded
+
+
+def _json_bytes(payload: bytes) -> Response:
+    return Response(payload, media_type="application/json", headers=CORS)
+
+
 async def claim_next_task(
-    service: Service, caller: Caller, body: dict[str, Any], request: Request
+    service: Service, caller: Caller, body: bodies.ClaimNextTask, request: Request
 ) -> Response:
-    worker_id = bodies.optional_str(body, "worker_id") or str(uuid.uuid4())
-    lease_seconds = service.lease_seconds(body)
-    claim_id = bodies.optional_uuid(body, "claim_id")
-    task_types = bodies.optional_str_tuple(body, "task_types")
+    worker_id = body.worker_id or str(uuid.uuid4())
+    lease_seconds = service.lease_seconds(body.lease_seconds)
+    task_types = None if body.task_types is None else tuple(sorted(set(body.task_types)))
 
     async def claim() -> list[dict[str, Any]]:
         row = await service.queue.claim(
             worker_id,
             user_id=caller.user_id,
             lease_seconds=lease_seconds,
-            claim_id=claim_id,
+            claim_id=body.claim_id,
             task_types=task_types,
         )
         return [] if row is None else [row]
 
-    rows = await _long_poll(service, caller, body, request, claim)
-    if not rows:
-        return Response(status_code=204, headers=CORS)
-    return json_response(_task_answer(rows[0]))
+    rows = await _long_poll(service, caller, service.wait_seconds(body.wait_seconds), request, claim)
+    encoded = await _sendable(service, caller, rows)
+    return _json_bytes(encoded[0]) if encoded else no_content()
 
 
-async def claim_tasks(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
+async def claim_tasks(
+    service: Service, caller: Caller, body: bodies.ClaimTasks, request: Request
+) -> Response:
     """Up to ``max_tasks`` of the oldest ready tasks in one statement, all held by ``worker_id``."""
-    worker_id = bodies.optional_str(body, "worker_id") or str(uuid.uuid4())
-    lease_seconds = service.lease_seconds(body)
-    max_tasks = bodies.optional_int(body, "max_tasks", 1, MAX_BATCH_TASKS) or 1
-    task_types = bodies.optional_str_tuple(body, "task_types")
+    worker_id = body.worker_id or str(uuid.uuid4())
+    lease_seconds = service.lease_seconds(body.lease_seconds)
+    task_types = None if body.task_types is None else tuple(sorted(set(body.task_types)))
     rows = await _long_poll(
         service,
         caller,
-        body,
+        service.wait_seconds(body.wait_seconds),
         request,
         lambda: service.queue.claim_many(
-            worker_id, max_tasks, user_id=caller.user_id, lease_seconds=lease_seconds, task_types=task_types
+            worker_id,
+            body.max_tasks or 1,
+            user_id=caller.user_id,
+            lease_seconds=lease_seconds,
+            task_types=task_types,
         ),
     )
-    if not rows:
-        return Response(status_code=204, headers=CORS)
-    return json_response({"tasks": [_task_answer(row) for row in rows]})
+    encoded = await _sendable(service, caller, rows)
+    return _json_bytes(b'{"tasks":[' + b",".join(encoded) + b"]}") if encoded else no_content()
 
 
-def _holder(body: dict[str, Any]) -> tuple[uuid.UUID, str, int | None]:
-    return (
-        bodies.required_uuid(body, "task_id"),
-        bodies.required_str(body, "worker_id"),
-        bodies.optional_int(body, "attempt", 1, 2**31 - 1),
-    )
-
-
-async def heartbeat(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
-    task_id, worker_id, attempt = _holder(body)
+async def heartbeat(service: Service, caller: Caller, body: bodies.Heartbeat, request: Request) -> Response:
+    service.check_lease(body.lease_seconds)
     expires = await service.queue.heartbeat(
-        task_id,
-        worker_id,
-        attempt=attempt,
-        lease_seconds=service.lease_seconds(body),
+        body.task_id,
+        body.worker_id,
+        attempt=body.attempt,
+        lease_seconds=body.lease_seconds,
         user_id=caller.user_id,
     )
-    return json_response({"task_id": task_id, "lease_expires_at": expires})
+    return json_response({"task_id": body.task_id, "lease_expires_at": expires})
 
 
-async def complete_task(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
-    task_id, worker_id, attempt = _holder(body)
+async def complete_task(
+    service: Service, caller: Caller, body: bodies.CompleteTask, request: Request
+) -> Response:
     row = await service.queue.complete(
-        task_id,
-        worker_id,
-        attempt=attempt,
-        result=body.get("result"),
-        output_location=bodies.optional_str(body, "output_location", 2048),
+        body.task_id,
+        body.worker_id,
+        attempt=body.attempt,
+        result=body.result,
+        output_location=body.output_location,
         user_id=caller.user_id,
     )
     return json_response(row)
 
 
-async def fail_task(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
-    task_id, worker_id, attempt = _holder(body)
+async def fail_task(service: Service, caller: Caller, body: bodies.FailTask, request: Request) -> Response:
     row = await service.queue.fail(
-        task_id,
-        worker_id,
-        attempt=attempt,
-        error=bodies.optional_str(body, "error", 8192),
-        retry=bodies.optional_bool(body, "retry", False),
+        body.task_id,
+        body.worker_id,
+        attempt=body.attempt,
+        error=body.error,
+        retry=body.retry,
         user_id=caller.user_id,
     )
     return json_response(row)
 
 
-async def release_task(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
-    task_id, worker_id, attempt = _holder(body)
-    await service.queue.release(task_id, worker_id, attempt=attempt, user_id=caller.user_id)
-    return json_response({"task_id": task_id, "status": "Queued"})
+async def release_task(
+    service: Service, caller: Caller, body: bodies.ReleaseTask, request: Request
+) -> Response:
+    await service.queue.release(body.task_id, body.worker_id, attempt=body.attempt, user_id=caller.user_id)
+    return json_response({"task_id": body.task_id, "status": "Queued"})
 
 
-async def create_task(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
-    params = body.get("params", {})
-    if not isinstance(params, dict):
-        raise BodyError(400, "params must be a JSON object")
+async def create_task(
+    service: Service, caller: Caller, body: bodies.CreateTask, request: Request
+) -> Response:
     row = await service.queue.create_task(
-        bodies.required_uuid(body, "project_id"),
-        bodies.required_str(body, "task_type"),
-        params,
-        dependant_on=bodies.optional_uuid(body, "dependant_on"),
-        idempotency_key=bodies.optional_str(body, "idempotency_key"),
+        body.project_id,
+        body.task_type,
+        {} if body.params is None else body.params,
+        dependant_on=body.dependant_on,
+        idempotency_key=body.idempotency_key,
         user_id=caller.user_id,
-        max_attempts=bodies.optional_int(body, "max_attempts", 1, 1000) or 3,
+        max_attempts=body.max_attempts or limits.DEFAULT_MAX_ATTEMPTS,
     )
     return json_response(row, 201 if row["created"] else 200)
 
 
-async def task_counts(service: Service, caller: Caller, body: dict[str, Any], request: Request) -> Response:
+async def task_counts(
+    service: Service, caller: Caller, body: bodies.TaskCounts, request: Request
+) -> Response:
     rows = await service.queue.task_counts(caller.user_id)
     totals = {
         key: sum(r[key] for r in rows)
@@ -292,13 +336,19 @@ async def task_counts(service: Service, caller: Caller, body: dict[str, Any], re
     return json_response({"totals": totals, "by_task_type": rows})
 
 
-FUNCTIONS: dict[str, tuple[Handler, int]] = {
-    "claim-next-task": (claim_next_task, CLAIM_BODY_LIMIT),
-    "claim-tasks": (claim_tasks, CLAIM_BODY_LIMIT),
-    "heartbeat": (heartbeat, CLAIM_BODY_LIMIT),
-    "complete-task": (complete_task, TASK_BODY_LIMIT),
-    "fail-task": (fail_task, TASK_BODY_LIMIT),
-    "release-task": (release_task, CLAIM_BODY_LIMIT),
-    "create-task": (create_task, TASK_BODY_LIMIT),
-    "task-counts": (task_counts, CLAIM_BODY_LIMIT),
+class Function(NamedTuple):
+    handler: Handler
+    body: type[Body]
+    body_limit: int
+
+
+FUNCTIONS: dict[str, Function] = {
+    "claim-next-task": Function(claim_next_task, bodies.ClaimNextTask, limits.CLAIM_BODY_LIMIT),
+    "claim-tasks": Function(claim_tasks, bodies.ClaimTasks, limits.CLAIM_BODY_LIMIT),
+    "heartbeat": Function(heartbeat, bodies.Heartbeat, limits.CLAIM_BODY_LIMIT),
+    "complete-task": Function(complete_task, bodies.CompleteTask, limits.TASK_BODY_LIMIT),
+    "fail-task": Function(fail_task, bodies.FailTask, limits.TASK_BODY_LIMIT),
+    "release-task": Function(release_task, bodies.ReleaseTask, limits.CLAIM_BODY_LIMIT),
+    "create-task": Function(create_task, bodies.CreateTask, limits.TASK_BODY_LIMIT),
+    "task-counts": Function(task_counts, bodies.TaskCounts, limits.CLAIM_BODY_LIMIT),
 }

@@ -1,44 +1,77 @@
-"""The OpenAPI 3.1 document served at ``/openapi.json``: every route, its body and its status codes."""
+"""The OpenAPI 3.1 document served at ``/openapi.json``.
+
+Request bodies are generated from the Structs in ``taskclaim.bodies``, which are also what the service
+decodes with, so the document states every limit the service enforces. Answers are written out here; CI
+holds the live service to them with Schemathesis.
+"""
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
-from taskclaim import __version__
+import msgspec
 
+from taskclaim import __version__, limits
+from taskclaim.handlers import FUNCTIONS
+
+_REF = "#/components/schemas/{name}"
 _UUID = {"type": "string", "format": "uuid"}
-_ERROR = {
-    "description": "error",
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {"error": {"type": "string"}},
-            }
-        }
-    },
+_TIME = {"type": "string", "format": "date-time"}
+_NULLABLE_TIME = {"anyOf": [_TIME, {"type": "null"}]}
+_STATUS = {"type": "string", "enum": ["Queued", "In Progress", "Complete", "Failed", "Cancelled"]}
+_TEXT = {"type": "string", "pattern": "^[^\x00]*$"}
+
+# A JSON value as the service takes it: no NUL in strings or keys, numbers within ±(2^53 - 1) (the service
+# refuses only integral numbers beyond; stating it for every number keeps the schema simple and never
+# lets through what would be refused). Nesting deeper than MAX_JSON_DEPTH is refused too.
+_JSON_VALUE = {
+    "description": f"any JSON, nested at most {limits.MAX_JSON_DEPTH} deep",
+    "anyOf": [
+        {"type": "null"},
+        {"type": "boolean"},
+        {"type": "number", "minimum": -limits.MAX_SAFE_INTEGER, "maximum": limits.MAX_SAFE_INTEGER},
+        _TEXT,
+        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+        {"$ref": "#/components/schemas/JsonObject"},
+    ],
 }
+_JSON_OBJECT = {
+    "type": "object",
+    "propertyNames": _TEXT,
+    "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+}
+
+
+def _object(properties: dict[str, Any], description: str) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "required": list(properties),
+        "properties": properties,
+    }
+    return _json(schema, description)
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERROR = _object({"error": {"type": "string"}}, "error")
 _COMMON_ERRORS = {
-    "400": {**_ERROR, "description": "the body is not a JSON object, or a field is invalid"},
+    "400": {**_ERROR, "description": "the body is not a JSON object of this route's fields"},
     "401": {**_ERROR, "description": "no Bearer token"},
     "403": {**_ERROR, "description": "the token is not accepted"},
-    "405": {**_ERROR, "description": "method not allowed"},
+    "405": {**_ERROR, "description": "another method"},
     "413": {**_ERROR, "description": "body too large"},
     "500": {**_ERROR, "description": "a bug"},
-    "503": {**_ERROR, "description": "the database is unreachable; see Retry-After"},
-}
-_HOLDER = {
-    "task_id": _UUID,
-    "worker_id": {"type": "string", "description": "the worker_id the claim returned"},
-    "attempt": {
-        "type": "integer",
-        "description": "the attempt the claim returned (fences stale holders)",
+    "503": {
+        **_ERROR,
+        "description": "the database is unreachable; see Retry-After",
+        "headers": {"Retry-After": {"schema": {"type": "string"}}},
     },
 }
 _TASK = {
     "type": "object",
+    "required": ["task_id", "params", "task_type", "project_id", "worker_id", "attempt", "lease_expires_at"],
     "properties": {
         "task_id": _UUID,
         "params": {"type": "object"},
@@ -46,178 +79,214 @@ _TASK = {
         "project_id": _UUID,
         "worker_id": {"type": "string"},
         "attempt": {"type": "integer"},
-        "lease_expires_at": {"type": "string", "format": "date-time"},
+        "lease_expires_at": _TIME,
     },
+}
+_NOTHING = {"204": {"description": "nothing to claim"}}
+_HELD = {
+    "404": {**_ERROR, "description": "no such task for this caller"},
+    "409": {**_ERROR, "description": "the caller does not hold the task (any more)"},
+}
+_COUNTS = {name: {"type": "integer"} for name in ("queued", "blocked", "in_progress")} | {
+    name: {"type": "integer"} for name in ("complete", "failed", "cancelled")
+}
+
+_CREATED = {
+    "task_id": _UUID,
+    "status": _STATUS,
+    "blocked": {"type": "boolean"},
+    "created": {"type": "boolean"},
+}
+
+ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "claim-next-task": (
+        "Claim the oldest ready task (the service: any user's; a user: their own)",
+        {"200": _json(_TASK, "the claimed task, now In Progress"), **_NOTHING},
+    ),
+    "claim-tasks": (
+        "Claim up to max_tasks of the oldest ready tasks in one call, scoped like claim-next-task",
+        {
+            "200": _object(
+                {"tasks": {"type": "array", "items": _TASK, "minItems": 1}},
+                "the claimed tasks, oldest first",
+            ),
+            **_NOTHING,
+        },
+    ),
+    "heartbeat": (
+        "Extend the lease of a held task",
+        {"200": _object({"task_id": _UUID, "lease_expires_at": _TIME}, "the new lease"), **_HELD},
+    ),
+    "complete-task": (
+        "Complete a held task",
+        {
+            "200": _object(
+                {"task_id": _UUID, "status": _STATUS, "generation_processed_at": _NULLABLE_TIME}, "completed"
+            ),
+            **_HELD,
+        },
+    ),
+    "fail-task": (
+        "Fail a held task, or put it back in the queue with retry",
+        {
+            "200": _object(
+                {
+                    "task_id": _UUID,
+                    "status": _STATUS,
+                    "attempts": {"type": "integer"},
+                    "max_attempts": {"type": "integer"},
+                },
+                "failed, or queued again",
+            ),
+            **_HELD,
+        },
+    ),
+    "release-task": (
+        "Give a held task back to the queue without counting the attempt",
+        {"200": _object({"task_id": _UUID, "status": _STATUS}, "queued again"), **_HELD},
+    ),
+    "create-task": (
+        "Create a task in a project (a user: only in their own)",
+        {
+            "201": _object(_CREATED, "created"),
+            "200": _object(_CREATED, "the task this idempotency_key created before"),
+            "404": {**_ERROR, "description": "no such project"},
+        },
+    ),
+    "task-counts": (
+        "Counts of tasks by state and task_type, scoped like the claim",
+        {
+            "200": _object(
+                {
+                    "totals": {"type": "object", "required": list(_COUNTS), "properties": _COUNTS},
+                    "by_task_type": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"task_type": {"type": "string"}, **_COUNTS},
+                        },
+                    },
+                },
+                "the counts",
+            ),
+        },
+    ),
 }
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _with_maximums(schema: Any, maximums: dict[tuple[str, float], float]) -> Any:
+    """``schema`` with each (type, maximum) of ``maximums`` lowered to this service's setting: the
+    leases (integers up to MAX_LEASE_SECONDS) and the waits (numbers up to MAX_WAIT_SECONDS)."""
+    if isinstance(schema, dict):
+        out = {key: _with_maximums(value, maximums) for key, value in schema.items()}
+        key = (out.get("type"), out.get("maximum"))
+        if key in maximums:
+            out["maximum"] = maximums[key]
+        return out
+    if isinstance(schema, list):
+        return [_with_maximums(value, maximums) for value in schema]
+    return schema
 
 
-def _function(
-    summary: str, body: dict[str, Any], required: list[str], answers: dict[str, Any]
+def _json_fields(schema: dict[str, Any]) -> dict[str, Any]:
+    """The Struct's ``params`` and ``result`` described as the JSON values the service takes."""
+    properties = schema.get("properties", {})
+    if "params" in properties:
+        properties["params"] = {"anyOf": [{"$ref": "#/components/schemas/JsonObject"}, {"type": "null"}]}
+    if "result" in properties:
+        properties["result"] = {"$ref": "#/components/schemas/JsonValue"}
+    return schema
+
+
+def openapi_document(
+    max_lease_seconds: int = limits.MAX_LEASE_SECONDS, max_wait_seconds: float = limits.MAX_WAIT_SECONDS
 ) -> dict[str, Any]:
-    return {
-        "post": {
-            "summary": summary,
-            "security": [{"bearer": []}],
-            "requestBody": {
-                "required": False,
-                "content": {
-                    "application/json": {
-                        "schema": {"type": "object", "properties": body, "required": required}
+    kinds = [function.body for function in FUNCTIONS.values()]
+    refs, components = msgspec.json.schema_components(kinds, ref_template=_REF)
+    components = {name: _json_fields(schema) for name, schema in components.items()}
+    components = _with_maximums(
+        components,
+        {
+            ("integer", limits.MAX_LEASE_SECONDS): max_lease_seconds,
+            ("number", limits.MAX_WAIT_SECONDS): max_wait_seconds,
+        },
+    )
+    components |= {"JsonValue": _JSON_VALUE, "JsonObject": _JSON_OBJECT}
+    paths: dict[str, Any] = {}
+    for name, ref in zip(FUNCTIONS, refs, strict=True):
+        summary, answers = ANSWERS[name]
+        paths[f"/functions/v1/{name}"] = {
+            "post": {
+                "summary": summary,
+                "operationId": name,
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    # An empty body is {}: optional wherever the route has no required field.
+                    "required": bool(components[ref["$ref"].rsplit("/", 1)[1]].get("required")),
+                    "content": {"application/json": {"schema": ref}},
+                },
+                "responses": {**answers, **_COMMON_ERRORS},
+            },
+            "options": {
+                "summary": "CORS preflight",
+                "operationId": f"{name}-preflight",
+                "responses": {"204": {"description": "CORS headers"}},
+            },
+        }
+    paths |= {
+        "/health": {
+            "get": {
+                "summary": "200 while the database answers",
+                "operationId": "health",
+                "responses": {
+                    "200": _object({"status": {"type": "string", "enum": ["ok"]}}, "healthy"),
+                    "503": _COMMON_ERRORS["503"],
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics of this process and of the queue (no token: bind privately)",
+                "operationId": "metrics",
+                "responses": {
+                    "200": {
+                        "description": "the text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
                     }
                 },
-            },
-            "responses": {**answers, **_COMMON_ERRORS},
+            }
         },
-        "options": {
-            "summary": "CORS preflight",
-            "responses": {"204": {"description": "CORS headers"}},
+        "/": {
+            "get": {
+                "summary": "the live dashboard (HTML); it reads task-counts with a token typed in",
+                "operationId": "dashboard",
+                "responses": {
+                    "200": {
+                        "description": "an HTML page",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
         },
-    }
-
-
-@cache
-def openapi_document() -> dict[str, Any]:
-    lease = {"type": "integer", "minimum": 1, "description": "seconds; default 300"}
-    conflict = {**_ERROR, "description": "the caller does not hold the task (any more)"}
-    missing = {**_ERROR, "description": "no such task for this caller"}
-    task_types = {
-        "type": "array",
-        "items": {"type": "string", "minLength": 1},
-        "minItems": 1,
-        "maxItems": 20,
-        "description": "claim only tasks of these task_types (not with claim_id)",
-    }
-    wait = {
-        "type": "number",
-        "minimum": 0,
-        "maximum": 60,
-        "description": "long poll: wait up to this long for a task before answering 204",
+        "/openapi.json": {
+            "get": {
+                "summary": "this document",
+                "operationId": "openapi",
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",
         "info": {"title": "taskclaim", "version": __version__},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "paths": {
-            "/functions/v1/claim-next-task": _function(
-                "Claim the oldest ready task (the service: any user's; a user: their own)",
-                {
-                    "worker_id": {"type": "string"},
-                    "lease_seconds": lease,
-                    "claim_id": _UUID,
-                    "wait_seconds": wait,
-                    "task_types": task_types,
-                },
-                [],
-                {
-                    "200": _json(_TASK, "the claimed task"),
-                    "204": {"description": "nothing to claim"},
-                },
-            ),
-            "/functions/v1/claim-tasks": _function(
-                "Claim up to max_tasks of the oldest ready tasks in one call, scoped like claim-next-task",
-                {
-                    "worker_id": {"type": "string"},
-                    "max_tasks": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": 100,
-                        "description": "default 1",
-                    },
-                    "lease_seconds": lease,
-                    "wait_seconds": wait,
-                    "task_types": task_types,
-                },
-                [],
-                {
-                    "200": _json(
-                        {"type": "object", "properties": {"tasks": {"type": "array", "items": _TASK}}},
-                        "the claimed tasks, oldest first (at least one)",
-                    ),
-                    "204": {"description": "nothing to claim"},
-                },
-            ),
-            "/functions/v1/heartbeat": _function(
-                "Extend the lease of a held task",
-                {**_HOLDER, "lease_seconds": lease},
-                ["task_id", "worker_id"],
-                {
-                    "200": _json({"type": "object"}, "the new lease"),
-                    "404": missing,
-                    "409": conflict,
-                },
-            ),
-            "/functions/v1/complete-task": _function(
-                "Complete a held task",
-                {**_HOLDER, "result": {}, "output_location": {"type": "string"}},
-                ["task_id", "worker_id"],
-                {"200": _json({"type": "object"}, "completed"), "404": missing, "409": conflict},
-            ),
-            "/functions/v1/fail-task": _function(
-                "Fail a held task, or put it back in the queue with retry",
-                {**_HOLDER, "error": {"type": "string"}, "retry": {"type": "boolean"}},
-                ["task_id", "worker_id"],
-                {
-                    "200": _json({"type": "object"}, "failed or queued again"),
-                    "404": missing,
-                    "409": conflict,
-                },
-            ),
-            "/functions/v1/release-task": _function(
-                "Give a held task back to the queue without counting the attempt",
-                _HOLDER,
-                ["task_id", "worker_id"],
-                {"200": _json({"type": "object"}, "queued again"), "404": missing, "409": conflict},
-            ),
-            "/functions/v1/create-task": _function(
-                "Create a task in a project (a user: only in their own)",
-                {
-                    "project_id": _UUID,
-                    "task_type": {"type": "string"},
-                    "params": {"type": "object"},
-                    "dependant_on": _UUID,
-                    "idempotency_key": {"type": "string"},
-                    "max_attempts": {"type": "integer", "minimum": 1},
-                },
-                ["project_id", "task_type"],
-                {
-                    "201": _json({"type": "object"}, "created"),
-                    "200": _json({"type": "object"}, "the task this idempotency_key created before"),
-                    "404": {**_ERROR, "description": "no such project"},
-                },
-            ),
-            "/functions/v1/task-counts": _function(
-                "Counts of tasks by state and task_type, scoped like the claim",
-                {},
-                [],
-                {"200": _json({"type": "object"}, "the counts")},
-            ),
-            "/health": {
-                "get": {
-                    "summary": "200 while the database answers",
-                    "responses": {"200": _json({"type": "object"}, "healthy"), "503": _ERROR},
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics of this process and of the queue",
-                    "responses": {"200": {"description": "the text exposition format"}},
-                }
-            },
-            "/": {
-                "get": {
-                    "summary": "the live dashboard (HTML); it reads task-counts with a token typed in",
-                    "responses": {"200": {"description": "an HTML page"}},
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "this document",
-                    "responses": {"200": {"description": "OpenAPI"}},
-                }
-            },
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
+        "paths": paths,
     }

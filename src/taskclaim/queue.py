@@ -20,6 +20,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from taskclaim import limits
 from taskclaim.batching import ClaimBatcher, CompletionBatcher
 from taskclaim.exceptions import (
     BadRequest,
@@ -40,7 +41,6 @@ _SQLSTATE_ERRORS: dict[str, type[QueueError]] = {
     "TC403": Forbidden,
     "TC404": NotFound,
     "TC409": Conflict,
-    "22P02": BadRequest,  # invalid text representation
     "23503": BadRequest,  # foreign key violation
     "42P01": BadRequest,  # unknown task table
 }
@@ -86,7 +86,8 @@ class Queue:
             self._recheck_pool()
             raise DatabaseUnavailable(_primary_message(exc)) from exc
         except psycopg.Error as exc:
-            error = _SQLSTATE_ERRORS.get(exc.sqlstate or "")
+            state = exc.sqlstate or ""
+            error = _SQLSTATE_ERRORS.get(state) or (BadRequest if state.startswith("22") else None)
             if error is None:
                 raise
             raise error(_primary_message(exc)) from exc
@@ -124,7 +125,7 @@ class Queue:
         worker_id: str,
         *,
         user_id: uuid.UUID | None = None,
-        lease_seconds: int = 300,
+        lease_seconds: int = limits.DEFAULT_LEASE_SECONDS,
         claim_id: uuid.UUID | None = None,
         task_types: tuple[str, ...] | None = None,
     ) -> Row | None:
@@ -150,7 +151,7 @@ class Queue:
         count: int,
         *,
         user_id: uuid.UUID | None = None,
-        lease_seconds: int = 300,
+        lease_seconds: int = limits.DEFAULT_LEASE_SECONDS,
         task_types: tuple[str, ...] | None = None,
     ) -> list[Row]:
         """Up to ``count`` of the oldest ready tasks (of ``task_types``), oldest first, in one statement."""
@@ -171,9 +172,10 @@ class Queue:
         worker_id: str,
         *,
         attempt: int | None,
-        lease_seconds: int,
+        lease_seconds: int | None,
         user_id: uuid.UUID | None,
     ) -> datetime:
+        """Extend the lease by ``lease_seconds``, or by the length of the lease the task last got."""
         row = await self._one(
             "heartbeat",
             {
@@ -252,7 +254,7 @@ class Queue:
         dependant_on: uuid.UUID | None = None,
         idempotency_key: str | None = None,
         user_id: uuid.UUID | None = None,
-        max_attempts: int = 3,
+        max_attempts: int = limits.DEFAULT_MAX_ATTEMPTS,
     ) -> Row:
         row = await self._one(
             "create_task",
@@ -298,6 +300,13 @@ class Queue:
 
     async def revoke_token(self, token_id: uuid.UUID) -> Row | None:
         return await self._one("revoke_token", {"id": token_id})
+
+    async def delete_user(self, user_id: uuid.UUID) -> Row:
+        """Remove a user's projects, their tasks and the user's tokens (plain PostgreSQL has no auth.users
+        to cascade from)."""
+        row = await self._one("delete_user", {"user_id": user_id})
+        assert row is not None
+        return row
 
     async def create_project(
         self, user_id: uuid.UUID, *, project_id: uuid.UUID | None = None, name: str | None = None

@@ -16,6 +16,7 @@ from taskclaim import migrations
 from taskclaim.app import create_app
 from taskclaim.config import Settings
 from taskclaim.database import database_url
+from taskclaim.protocol import protocol_class
 
 log = logging.getLogger("taskclaim.server")
 
@@ -65,6 +66,8 @@ def serve(settings: Settings, host: str, port: int, *, migrate: bool = True) -> 
             lifespan="on",
             server_header=False,
             timeout_graceful_shutdown=10,
+            timeout_keep_alive=max(1, round(settings.http_keepalive_seconds)),
+            http=protocol_class(settings.http_keepalive_seconds, settings.http_read_seconds),
         )
         # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again with the
         # handlers found at start: ours turns SIGTERM into a normal exit so the embedded PostgreSQL

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import jwt
+import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -61,6 +62,16 @@ def db_url(pg_server_url: str) -> Iterator[str]:
     migrations.migrate(url)
     yield url
     drop_database(url)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_environment() -> Iterator[None]:
+    """The test process is a worker deployed with the service key in its environment, as the plan's
+    workers are: the client's direct-RPC fallback recognises that key as the service's (any other token
+    is looked up as a user's, and never widened to every user)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SUPABASE_SERVICE_ROLE_KEY", SERVICE_KEY)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +122,32 @@ def service(db_url: str, jwks_url: str, tmp_path_factory: pytest.TempPathFactory
     process = ServiceProcess(service_env(db_url, jwks_url, directory), directory / "serve.log").start()
     yield process
     assert process.stop() == 0, process.log()
+
+
+@pytest.fixture(scope="session")
+def broken_db_url(pg_server_url: str) -> Iterator[str]:
+    """A database whose service-side claim raises an unexpected error; the plan's RPC still works."""
+    url = create_database(pg_server_url, "taskclaim_broken")
+    migrations.migrate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "create or replace function public.taskclaim_claim_batch(p_worker_ids text[], p_user_id uuid,"
+            " p_lease_seconds integer) returns table (ordinal integer, task_id uuid, params jsonb,"
+            " task_type text, project_id uuid, worker_id text, attempt integer, lease_expires_at timestamptz)"
+            " language plpgsql as $$ begin raise exception 'a bug in the claim'; end $$"
+        )
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def broken_service(
+    broken_db_url: str, jwks_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp("broken")
+    process = ServiceProcess(service_env(broken_db_url, jwks_url, directory), directory / "serve.log").start()
+    yield process.url + "/functions/v1/claim-next-task"
+    process.stop()
 
 
 @pytest.fixture

@@ -11,20 +11,11 @@ import pytest
 
 from taskclaim.tokens import new_token, token_hash
 from tests.acceptance.conftest import SECRET_KEY, SERVICE_KEY, Credentials, bearer
-from tests.helpers import Conn, make_project, make_task, make_tasks, status_counts, task
+from tests.helpers import Conn, make_project, make_task, make_tasks, personal_token, status_counts, task
 from tests.processes import ServiceProcess
 
 CLAIM = "/functions/v1/claim-next-task"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def personal_token(db: Conn, user: uuid.UUID, expires_at: datetime | None = None) -> str:
-    token = new_token()
-    db.execute(
-        "insert into public.user_api_token (user_id, jti_hash, expires_at) values (%s, %s, %s)",
-        (user, token_hash(token), expires_at),
-    )
-    return token
 
 
 @pytest.mark.edge

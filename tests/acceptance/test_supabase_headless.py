@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -17,13 +16,10 @@ import pytest
 from psycopg.rows import dict_row
 
 from taskclaim import client as client_module
-from taskclaim import migrations
 from taskclaim.client import ServiceUnavailable, TaskClient, get_oldest_queued_task_supabase
 from tests.acceptance.conftest import SERVICE_KEY, service_env
 from tests.helpers import (
     Conn,
-    create_database,
-    drop_database,
     make_project,
     make_task,
     make_tasks,
@@ -42,32 +38,6 @@ def closed_port_url() -> str:
 @pytest.fixture
 def claim_url(service: ServiceProcess) -> str:
     return service.url + CLAIM_PATH
-
-
-@pytest.fixture(scope="module")
-def broken_db_url(pg_server_url: str) -> Iterator[str]:
-    """A database whose service-side claim raises an unexpected error; the plan's RPC still works."""
-    url = create_database(pg_server_url, "taskclaim_broken")
-    migrations.migrate(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "create or replace function public.taskclaim_claim_batch(p_worker_ids text[], p_user_id uuid,"
-            " p_lease_seconds integer) returns table (ordinal integer, task_id uuid, params jsonb,"
-            " task_type text, project_id uuid, worker_id text, attempt integer, lease_expires_at timestamptz)"
-            " language plpgsql as $$ begin raise exception 'a bug in the claim'; end $$"
-        )
-    yield url
-    drop_database(url)
-
-
-@pytest.fixture(scope="module")
-def broken_service(
-    broken_db_url: str, jwks_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    directory = tmp_path_factory.mktemp("broken")
-    process = ServiceProcess(service_env(broken_db_url, jwks_url, directory), directory / "serve.log").start()
-    yield process.url + CLAIM_PATH
-    process.stop()
 
 
 @pytest.mark.edge

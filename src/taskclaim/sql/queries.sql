@@ -67,6 +67,9 @@ values (coalesce(%(id)s, gen_random_uuid()), %(user_id)s, %(name)s)
 on conflict (id) do nothing
 returning id, user_id, name
 
+-- delete_user --
+select projects, tasks, tokens from public.taskclaim_delete_user(%(user_id)s)
+
 -- ping --
 select 1
 
