@@ -115,6 +115,15 @@ def cmd_project_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_user_delete(args: argparse.Namespace, settings: Settings) -> int:
+    row = _with_queue(settings, lambda q: q.delete_user(args.user))
+    print(
+        f"deleted user {args.user}: {row['projects']} project(s), {row['tasks']} task(s),"
+        f" {row['tokens']} token(s)"
+    )
+    return 0
+
+
 def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     row = _with_queue(
         settings,
@@ -188,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", type=_uuid, help="the project's id (default: a new one)")
     p.add_argument("--name")
     p.set_defaults(func=cmd_project_create)
+
+    user = sub.add_parser("user", help="users").add_subparsers(
+        dest="user_command", required=True, metavar="ACTION"
+    )
+    p = user.add_parser(
+        "delete",
+        help="remove a user's projects, tasks and tokens (on Supabase, deleting the auth.users row does it)",
+    )
+    p.add_argument("user", type=_uuid, metavar="UUID")
+    p.set_defaults(func=cmd_user_delete)
 
     p = sub.add_parser("enqueue", help="create a task; prints its id")
     p.add_argument("--project", type=_uuid, required=True)

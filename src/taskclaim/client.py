@@ -16,6 +16,7 @@ Which path served a call: ``TaskClient.last_path`` (``"edge"`` or ``"rpc"``), th
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import random
@@ -28,7 +29,18 @@ from typing import Any
 
 import httpx
 
-from taskclaim.queries import query
+from taskclaim import limits
+from taskclaim.exceptions import ClientError, NotHeld, ServiceUnavailable
+from taskclaim.fallback import DirectRpc
+
+__all__ = [
+    "ClientError",
+    "NotHeld",
+    "ServiceUnavailable",
+    "Task",
+    "TaskClient",
+    "get_oldest_queued_task_supabase",
+]
 
 log = logging.getLogger("taskclaim.client")
 
@@ -38,25 +50,14 @@ SUPABASE_ACCESS_TOKEN: str | None = None
 SUPABASE_CLIENT: Any = None  # a supabase-py client for the RPC fallback, if the worker has one
 DATABASE_URL: str | None = None
 
+# When the direct RPC serves instead of the service, the one rule: the service could not be reached,
+# did not answer in time, or answered 5xx (down, overloaded, or a bug of its own); for a claim also 404,
+# which no claim answers by itself (the function is not deployed there). 502/503/504 are tried again
+# first, with backoff. Every other answer is the service's word on the call and is never overruled: 401
+# and 403 above all, since a token the service refused must not be rescued by the fallback.
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
-# Answers of the service that are real answers for the life-cycle calls, not a reason to fall back.
-DEFINITE_STATUSES = frozenset({400, 403, 404, 409})
-
-
-class ClientError(Exception):
-    """A call that neither the service nor the fallback could serve, or that was refused."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class ServiceUnavailable(ClientError):
-    """The service did not answer usefully and no fallback is configured."""
-
-
-class NotHeld(ClientError):
-    """The task is not held by this worker any more (its lease was recovered, or it ended): 409."""
+FALLBACK_STATUSES = frozenset({500, 501, 502, 503, 504, 505})
+CLAIM_FALLBACK_STATUSES = FALLBACK_STATUSES | {404}
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,7 @@ class TaskClient:
         self.stats: Counter[str] = Counter()
         self.last_path: str | None = None
         self._http = httpx.Client(timeout=timeout, transport=transport)
-        self._db: Any = None
-        self._db_lock = threading.Lock()
+        self._rpc = DirectRpc(self.database_url, self.supabase_client, self.access_token, user_id)
         self._stats_lock = threading.Lock()
 
     # -- the calls -----------------------------------------------------------------------------------
@@ -190,9 +190,10 @@ class TaskClient:
         if wait_seconds > 0:
             body["wait_seconds"] = wait_seconds
         try:
-            response = self._post("claim-next-task", body, definite=frozenset(), extra_time=wait_seconds)
+            response = self._post("claim-next-task", body, claim=True, extra_time=wait_seconds)
         except _Fallback as reason:
-            rows = self._rpc_claim(worker_id, lease_seconds, claim_id, reason)
+            self._note_fallback(reason)
+            rows = self._rpc.claim(worker_id, lease_seconds, claim_id, str(reason))
             return Task.from_row(rows[0]) if rows else None
         return None if response is None else Task.from_row(response)
 
@@ -217,39 +218,34 @@ class TaskClient:
         if task_types is not None:
             body["task_types"] = task_types
         try:
-            response = self._post("claim-tasks", body, definite=frozenset({400}), extra_time=wait_seconds)
+            response = self._post("claim-tasks", body, claim=True, extra_time=wait_seconds)
         except _Fallback as reason:
-            rows = self._rpc_claim_batch(worker_id, max_tasks, lease_seconds or 300, task_types, reason)
+            self._note_fallback(reason)
+            lease = lease_seconds or limits.DEFAULT_LEASE_SECONDS
+            rows = self._rpc.claim_batch(worker_id, max_tasks, lease, task_types, str(reason))
             return [Task.from_row(row) for row in rows]
         return [] if response is None else [Task.from_row(row) for row in response["tasks"]]
 
     def heartbeat(self, task: Task, lease_seconds: int | None = None) -> str:
-        """Extend the lease; returns the new expiry. Raises ``NotHeld`` when the task was taken back."""
+        """Extend the lease, by ``lease_seconds`` or else by the length of the lease the task has; returns
+        the new expiry. Raises ``NotHeld`` when the task was taken back."""
         body = self._holder(task) | ({} if lease_seconds is None else {"lease_seconds": lease_seconds})
         answer = self._call(
-            "heartbeat",
-            body,
-            "heartbeat",
-            {**self._holder_params(task), "lease_seconds": lease_seconds or 300},
+            "heartbeat", body, "heartbeat", {**self._holder(task), "lease_seconds": lease_seconds}
         )
         return str(answer.get("lease_expires_at"))
 
     def complete(self, task: Task, result: Any = None, output_location: str | None = None) -> dict[str, Any]:
         body = self._holder(task) | {"result": result, "output_location": output_location}
-        params = {
-            **self._holder_params(task),
-            "result": _jsonb(result),
-            "output_location": output_location,
-        }
+        params = {**self._holder(task), "result": _jsonb(result), "output_location": output_location}
         return self._call("complete-task", body, "complete", params)
 
     def fail(self, task: Task, error: str, *, retry: bool = False) -> dict[str, Any]:
         body = self._holder(task) | {"error": error, "retry": retry}
-        params = {**self._holder_params(task), "error": error, "retry": retry}
-        return self._call("fail-task", body, "fail", params)
+        return self._call("fail-task", body, "fail", dict(body))
 
     def release(self, task: Task) -> None:
-        self._call("release-task", self._holder(task), "release", self._holder_params(task))
+        self._call("release-task", self._holder(task), "release", self._holder(task))
 
     def create(
         self,
@@ -259,7 +255,7 @@ class TaskClient:
         *,
         dependant_on: str | None = None,
         idempotency_key: str | None = None,
-        max_attempts: int = 3,
+        max_attempts: int = limits.DEFAULT_MAX_ATTEMPTS,
     ) -> dict[str, Any]:
         body = {
             "project_id": project_id,
@@ -269,25 +265,22 @@ class TaskClient:
             "idempotency_key": idempotency_key,
             "max_attempts": max_attempts,
         }
-        sql_params = {**body, "params": _jsonb(params or {}), "user_id": self.user_id}
-        return self._call("create-task", body, "create_task", sql_params)
+        return self._call("create-task", body, "create_task", {**body, "params": _jsonb(params or {})})
 
     def counts(self) -> dict[str, Any]:
         try:
-            answer = self._post("task-counts", {}, definite=DEFINITE_STATUSES)
+            answer = self._post("task-counts", {})
             assert answer is not None
             return answer
         except _Fallback as reason:
-            rows = self._rpc("task_counts", {"user_id": self.user_id}, reason)
+            self._note_fallback(reason)
+            rows = self._rpc.call("task_counts", {}, str(reason))
             keys = ("queued", "blocked", "in_progress", "complete", "failed", "cancelled")
             return {"totals": {k: sum(r[k] for r in rows) for k in keys}, "by_task_type": rows}
 
     def close(self) -> None:
         self._http.close()
-        with self._db_lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        self._rpc.close()
 
     def __enter__(self) -> TaskClient:
         return self
@@ -302,13 +295,15 @@ class TaskClient:
         return self.claim_url.rsplit("/", 1)[0] + "/" + function
 
     def _post(
-        self, function: str, body: dict[str, Any], definite: frozenset[int], extra_time: float = 0
+        self, function: str, body: dict[str, Any], *, claim: bool = False, extra_time: float = 0
     ) -> dict[str, Any] | None:
         """POST to the service; the answer's JSON, or None for 204. Raises ``_Fallback`` when the service
-        did not serve the call, ``ClientError``/``NotHeld`` for a definite refusal."""
+        could not serve the call (the rule above ``RETRYABLE_STATUSES``), ``ClientError``/``NotHeld``
+        for its refusal."""
         if not self.claim_url:
             raise _Fallback("no service URL configured")
         headers = {"Authorization": f"Bearer {self.access_token}"} if self.access_token else {}
+        fallback_statuses = CLAIM_FALLBACK_STATUSES if claim else FALLBACK_STATUSES
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
@@ -322,20 +317,20 @@ class TaskClient:
             except httpx.TransportError as exc:
                 reason = f"service unreachable: {exc!r}"
             else:
-                if response.status_code == 200 or response.status_code == 201:
+                status = response.status_code
+                if status in (200, 201):
                     self._count("edge")
                     return dict(response.json())
-                if response.status_code == 204:
+                if status == 204:
                     self._count("edge")
                     return None
                 message = _error_message(response)
-                if response.status_code in definite:
+                if status not in fallback_statuses:
                     self._count("edge")
-                    error = NotHeld if response.status_code == 409 else ClientError
-                    raise error(message, response.status_code)
-                if response.status_code not in RETRYABLE_STATUSES:
-                    raise _Fallback(f"service answered {response.status_code}: {message}")
-                reason = f"service answered {response.status_code}: {message}"
+                    raise (NotHeld if status == 409 else ClientError)(message, status)
+                reason = f"service answered {status}: {message}"
+                if status not in RETRYABLE_STATUSES:
+                    raise _Fallback(reason)
             if attempt < self.retries:
                 time.sleep(min(delay, self.max_backoff) * random.uniform(0.5, 1.0))
                 delay *= 2
@@ -345,91 +340,18 @@ class TaskClient:
         self, function: str, body: dict[str, Any], query_name: str, params: dict[str, Any]
     ) -> dict[str, Any]:
         try:
-            answer = self._post(function, body, definite=DEFINITE_STATUSES)
+            answer = self._post(function, body)
             return answer or {}
         except _Fallback as reason:
-            rows = self._rpc(query_name, params, reason)
+            self._note_fallback(reason)
+            rows = self._rpc.call(query_name, params, str(reason))
             return rows[0] if rows else {}
 
-    # -- the RPC path --------------------------------------------------------------------------------
-
-    def _rpc_claim(
-        self, worker_id: str, lease_seconds: int | None, claim_id: str | None, reason: _Fallback
-    ) -> list[dict[str, Any]]:
-        if self.supabase_client is not None and self.database_url is None:
-            self._note_fallback(reason)
-            name, args = "func_claim_task", {"p_table_name": "tasks", "p_worker_id": worker_id}
-            if self.user_id:
-                name, args = "func_claim_user_task", {**args, "p_user_id": self.user_id}
-            data = self.supabase_client.rpc(name, args).execute().data
-            return list(data or [])
-        if lease_seconds is None and claim_id is None:  # the plan's RPC, as old workers call it
-            if self.user_id:
-                return self._rpc(
-                    "func_claim_user_task", {"worker_id": worker_id, "user_id": self.user_id}, reason
-                )
-            return self._rpc("func_claim_task", {"worker_id": worker_id}, reason)
-        params = {
-            "worker_id": worker_id,
-            "user_id": self.user_id,
-            "lease_seconds": lease_seconds or 300,
-            "claim_id": claim_id,
-        }
-        return self._rpc("claim", params, reason)
-
-    def _rpc_claim_batch(
-        self,
-        worker_id: str,
-        max_tasks: int,
-        lease_seconds: int,
-        task_types: list[str] | None,
-        reason: _Fallback,
-    ) -> list[dict[str, Any]]:
-        args: dict[str, Any] = {
-            "worker_ids": [worker_id] * max_tasks,
-            "user_id": self.user_id,
-            "lease_seconds": lease_seconds,
-        }
-        if task_types is not None:
-            args["task_types"] = task_types
-        if self.supabase_client is not None and self.database_url is None:
-            self._note_fallback(reason)
-            rpc_args = {f"p_{name}": value for name, value in args.items()}
-            rows = list(self.supabase_client.rpc("taskclaim_claim_batch", rpc_args).execute().data or [])
-        else:
-            rows = self._rpc("claim_batch" if task_types is None else "claim_batch_by_type", args, reason)
-        return sorted(rows, key=lambda row: int(row.get("ordinal", 0)))
-
-    def _rpc(self, query_name: str, params: dict[str, Any], reason: _Fallback) -> list[dict[str, Any]]:
-        if self.database_url is None:
+    def _note_fallback(self, reason: _Fallback) -> None:
+        if not self._rpc.configured:
             raise ServiceUnavailable(
                 f"{reason}; and no fallback is configured (set DATABASE_URL or SUPABASE_DB_URL)"
             ) from reason
-        self._note_fallback(reason)
-        import psycopg
-        from psycopg.rows import dict_row
-
-        with self._db_lock:
-            for attempt in (1, 2):
-                try:
-                    if self._db is None or self._db.closed:
-                        self._db = psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row)
-                    rows = self._db.execute(query(query_name), params).fetchall()
-                    return [dict(r) for r in rows]
-                except psycopg.OperationalError as exc:
-                    self._db = None
-                    if attempt == 2:
-                        raise ServiceUnavailable(f"{reason}; and the database is unreachable: {exc}") from exc
-                except psycopg.Error as exc:
-                    state = exc.sqlstate or ""
-                    status = {"TC400": 400, "TC403": 403, "TC404": 404, "TC409": 409}.get(state)
-                    if status is None:
-                        raise
-                    error = NotHeld if status == 409 else ClientError
-                    raise error(exc.diag.message_primary or str(exc), status) from exc
-        raise AssertionError("unreachable")
-
-    def _note_fallback(self, reason: _Fallback) -> None:
         self._count("rpc")
         self._count("fallback_reason:" + str(reason).split(":", 1)[0])
         log.info("served by the direct RPC: %s", reason)
@@ -445,9 +367,6 @@ class TaskClient:
     @staticmethod
     def _holder(task: Task) -> dict[str, Any]:
         return {"task_id": task.task_id, "worker_id": task.worker_id, "attempt": task.attempt}
-
-    def _holder_params(self, task: Task) -> dict[str, Any]:
-        return {**self._holder(task), "user_id": self.user_id}
 
 
 def _jsonb(value: Any) -> Any:
@@ -469,12 +388,22 @@ _default: tuple[tuple[Any, ...], TaskClient] | None = None
 _default_lock = threading.Lock()
 
 
+@atexit.register
+def _close_default() -> None:
+    """The drop-in's client holds a connection for the fallback; close it when the worker exits."""
+    with _default_lock:
+        if _default is not None:
+            _default[1].close()
+
+
 def get_oldest_queued_task_supabase(worker_id: str | None = None) -> dict[str, Any] | None:
     """The plan's drop-in: ``{task_id, params, task_type, project_id, …}`` of the claimed task, or None.
 
-    The edge path first; 204 is None at once; 502/503/504 and connection errors are retried, then (like
-    every other answer) fall back to ``func_claim_task`` over ``DATABASE_URL``/``SUPABASE_DB_URL`` or
-    ``SUPABASE_CLIENT``. The module's settings are read on every call.
+    The edge path first; 204 is None at once; when the service cannot serve (the rule above
+    ``RETRYABLE_STATUSES``) it falls back to ``func_claim_task`` (or, for a user's token,
+    ``func_claim_user_task``) over ``DATABASE_URL``/``SUPABASE_DB_URL`` or ``SUPABASE_CLIENT``. Like the
+    plan's original it never raises: whatever goes wrong is logged on ``taskclaim.client`` and answered
+    None. The module's settings are read on every call.
     """
     global _default
     key = (_edge_claim_url(), _access_token(), _database_url(), id(SUPABASE_CLIENT))
@@ -484,5 +413,9 @@ def get_oldest_queued_task_supabase(worker_id: str | None = None) -> dict[str, A
                 _default[1].close()
             _default = (key, TaskClient())
         client = _default[1]
-    task = client.claim(worker_id=worker_id)
+    try:
+        task = client.claim(worker_id=worker_id)
+    except Exception as exc:  # like the original: a worker loop written for it expects None, never a raise
+        log.warning("get_oldest_queued_task_supabase: no task claimed: %s", exc)
+        return None
     return None if task is None else task.as_dict()

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,8 @@ class Worker:
         self.command = command
         self.handlers: dict[str, Handler] = {}
         self.stopping = threading.Event()
+        # Why the worker stopped on its own, when it was not for an empty queue or a signal.
+        self.error: str | None = None
         self.counts = {"complete": 0, "failed": 0, "released": 0, "lost": 0}
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
@@ -143,8 +146,15 @@ class Worker:
                         task_types=self.task_types(),
                     )
                     waited = wait > 0 and self.client.last_path == "edge"
-                except ClientError as exc:  # the service and the database both out: wait, try again
-                    log.warning("claim failed: %s", exc)
+                except ClientError as exc:
+                    if exc.status in (401, 403):  # a token refused now is refused on every retry
+                        self.error = f"the service refused the token ({exc.status}: {exc.message})"
+                        self.stopping.set()
+                        return
+                    if self.config.exit_when_empty:  # it was asked to drain; it could not even look
+                        self.error = f"claim failed: {exc.message}"
+                        return
+                    log.warning("claim failed: %s", exc)  # the service and the database both out
                     tasks, waited = [], False
                 except Exception:  # a bug must not stop the fleet either: say it, wait, try again
                     log.exception("claim failed unexpectedly")
@@ -304,13 +314,21 @@ def add_worker_parser(sub: Any) -> None:
     p = sub.add_parser("worker", help="run the reference worker")
     p.add_argument("--url", help="the claim URL (default: SUPABASE_EDGE_CLAIM_TASK_URL, else SUPABASE_URL's)")
     p.add_argument("--token", help="a service key or user token (default: SUPABASE_ACCESS_TOKEN)")
+    p.add_argument(
+        "--user",
+        help="the user whose tasks the direct-RPC fallback may claim (default: the token's own user)",
+    )
     p.add_argument("--exec", dest="command", help="run each task with this shell command")
     p.add_argument("--poll-interval", type=float, default=10.0, help="seconds between claims when idle")
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--lease-seconds", type=int, default=300)
     p.add_argument("--heartbeat-interval", type=float, help="default: a third of the lease")
     p.add_argument("--shutdown-grace", type=float, default=10.0)
-    p.add_argument("--exit-when-empty", action="store_true", help="exit 0 once nothing is claimable")
+    p.add_argument(
+        "--exit-when-empty",
+        action="store_true",
+        help="exit 0 once nothing is claimable (1 if a claim failed)",
+    )
     p.add_argument("--worker-id", help="default: HOSTNAME-PID")
     p.add_argument(
         "--task-type",
@@ -331,8 +349,13 @@ def run_worker_command(args: argparse.Namespace, settings: Any) -> int:
         )
     if args.concurrency < 1 or args.lease_seconds < 1 or args.poll_interval < 0:
         raise ConfigError("--concurrency and --lease-seconds must be at least 1, --poll-interval at least 0")
+    if args.user is not None:
+        try:
+            uuid.UUID(args.user)
+        except ValueError:
+            raise ConfigError(f"--user must be a user's UUID, not {args.user!r}") from None
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    client = TaskClient(args.url, args.token)
+    client = TaskClient(args.url, args.token, user_id=args.user)
     if not client.claim_url and not client.database_url:
         raise ConfigError(
             "no claim URL (--url, SUPABASE_EDGE_CLAIM_TASK_URL, SUPABASE_URL) and no DATABASE_URL"
@@ -359,4 +382,7 @@ def run_worker_command(args: argparse.Namespace, settings: Any) -> int:
         f"worker {config.worker_id} stopped: " + ", ".join(f"{k} {v}" for k, v in worker.counts.items()),
         file=sys.stderr,
     )
+    if worker.error is not None:
+        print(f"taskclaim: error: {worker.error}", file=sys.stderr)
+        return 1
     return 0

@@ -80,7 +80,8 @@ def test_database_outage_gives_503_and_the_server_recovers_without_restart(tmp_p
 @pytest.mark.slow
 def test_quick_start_serves_on_embedded_postgres_with_a_generated_key(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    service = ServiceProcess({"TASKCLAIM_DATA_DIR": str(data_dir), "DATABASE_URL": ""}, tmp_path / "log")
+    fresh = {"TASKCLAIM_DATA_DIR": str(data_dir), "DATABASE_URL": "", "SUPABASE_SERVICE_ROLE_KEY": ""}
+    service = ServiceProcess(fresh, tmp_path / "log")
     service.start()
     try:
         match = re.search(r"try: curl -i -X POST (\S+) -H 'Authorization: Bearer (\S+)'", service.log())
@@ -97,7 +98,7 @@ def test_quick_start_serves_on_embedded_postgres_with_a_generated_key(tmp_path: 
         assert service.wait(30) == 0, service.log()
     assert not EmbeddedPostgres(data_dir).is_running()  # the last user stopped it cleanly
 
-    again = ServiceProcess({"TASKCLAIM_DATA_DIR": str(data_dir), "DATABASE_URL": ""}, tmp_path / "log2")
+    again = ServiceProcess(fresh, tmp_path / "log2")
     again.start()  # the same data directory is reused: same key, same database
     try:
         assert "applied migration" not in again.log()
