@@ -62,7 +62,9 @@ def main() -> None:
             }
             pgconn = conn.pgconn  # libpq itself, under psycopg's Python layer: the floor for any Python code
             pgconn.prepare(b"claim", CLAIM_SQL.encode())
-            ways["libpq through psycopg's pgconn.exec_prepared"] = lambda: pgconn.exec_prepared(b"claim", [])
+            ways["libpq through psycopg's pgconn.exec_prepared"] = lambda: [
+                (pgconn.exec_prepared(b"claim", []),)
+            ]
             print("| call | client CPU µs/call | wall µs/call |")
             print("| --- | ---: | ---: |")
             for label, call in ways.items():

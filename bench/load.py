@@ -111,7 +111,10 @@ def run_python(url: str, key: str, connections: int, seconds: float, cycle: bool
     bad = asyncio.run(main())
     elapsed = time.monotonic() - started
     latencies.sort()
-    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+
+    def pick(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+
     return {
         "requests": len(latencies),
         "seconds": elapsed,

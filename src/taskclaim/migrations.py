@@ -29,7 +29,7 @@ class Migration:
 
 
 def migrations_dir() -> Path:
-    packaged = Path(__file__).parent / "migrations"  # in a wheel
+    packaged = Path(__file__).parent / "sql" / "migrations"  # in a wheel
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parents[2] / "supabase" / "migrations"  # in a checkout

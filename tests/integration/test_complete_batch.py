@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,7 +21,9 @@ def claim(db: Conn, worker_id: str) -> dict[str, object]:
     return dict(row)
 
 
-def complete_batch(db: Conn, items: list[dict[str, object]], user_id: uuid.UUID | None = None) -> list[dict]:
+def complete_batch(
+    db: Conn, items: list[dict[str, object]], user_id: uuid.UUID | None = None
+) -> list[dict[str, Any]]:
     params = {
         "task_ids": [i["task_id"] for i in items],
         "worker_ids": [i["worker_id"] for i in items],

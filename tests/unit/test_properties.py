@@ -125,7 +125,8 @@ def test_the_document_states_the_limits_the_service_enforces() -> None:
 
     def field(struct: str, name: str) -> dict[str, Any]:
         value: dict[str, Any] = schemas[struct]["properties"][name]
-        return value.get("anyOf", [value])[0]
+        options: list[dict[str, Any]] = value.get("anyOf", [value])
+        return options[0]
 
     worker_id = field("ClaimNextTask", "worker_id")
     assert (worker_id["minLength"], worker_id["maxLength"]) == (1, limits.MAX_NAME_LENGTH)
