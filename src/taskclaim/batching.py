@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from taskclaim.exceptions import BadRequest, Conflict, DatabaseUnavailable, NotFound, QueueError
+from taskclaim.exceptions import DatabaseUnavailable, QueueError, queue_error
 
 Row = dict[str, Any]
 K = TypeVar("K", bound=Hashable)
@@ -164,9 +164,6 @@ class ClaimBatcher:
         return [by_ordinal.get(n) for n in range(1, len(worker_ids) + 1)]
 
 
-_ITEM_ERRORS: dict[str, type[QueueError]] = {"TC400": BadRequest, "TC404": NotFound, "TC409": Conflict}
-
-
 class CompletionBatcher:
     """Completions of one scope (``user_id``); an item is the params of one ``taskclaim_complete``."""
 
@@ -193,5 +190,5 @@ class CompletionBatcher:
         for n in range(1, len(items) + 1):
             row = by_ordinal[n]
             code, message = row.pop("error_code"), row.pop("error")
-            answers.append(row if code is None else _ITEM_ERRORS.get(code, QueueError)(message))
+            answers.append(row if code is None else (queue_error(code) or QueueError)(message))
         return answers

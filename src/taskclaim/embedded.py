@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from taskclaim.exceptions import ConfigError
+from taskclaim.exceptions import ConfigError, EmbeddedDatabaseError
 
 # Under root, PostgreSQL refuses to run; it runs as this system user instead (the pgserver wheel's choice).
 SERVER_USER = "pgserver"
@@ -225,7 +225,7 @@ class EmbeddedPostgres:
             log_tail = ""
             if self.log_file.exists():
                 log_tail = self.log_file.read_text(errors="replace")[-2000:]
-            raise ConfigError(
+            raise EmbeddedDatabaseError(
                 f"{program} failed ({result.returncode}): {result.stderr.strip()}\n{log_tail}".strip()
             )
         return result

@@ -22,28 +22,12 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from taskclaim import limits
 from taskclaim.batching import ClaimBatcher, CompletionBatcher
-from taskclaim.exceptions import (
-    BadRequest,
-    Conflict,
-    DatabaseUnavailable,
-    Forbidden,
-    NotFound,
-    QueueError,
-)
+from taskclaim.exceptions import BadRequest, DatabaseUnavailable, queue_error
 from taskclaim.queries import query
 
 log = logging.getLogger("taskclaim.queue")
 
 Row = dict[str, Any]
-
-_SQLSTATE_ERRORS: dict[str, type[QueueError]] = {
-    "TC400": BadRequest,
-    "TC403": Forbidden,
-    "TC404": NotFound,
-    "TC409": Conflict,
-    "23503": BadRequest,  # foreign key violation
-    "42P01": BadRequest,  # unknown task table
-}
 
 
 def _primary_message(exc: psycopg.Error) -> str:
@@ -86,8 +70,7 @@ class Queue:
             self._recheck_pool()
             raise DatabaseUnavailable(_primary_message(exc)) from exc
         except psycopg.Error as exc:
-            state = exc.sqlstate or ""
-            error = _SQLSTATE_ERRORS.get(state) or (BadRequest if state.startswith("22") else None)
+            error = queue_error(exc.sqlstate)
             if error is None:
                 raise
             raise error(_primary_message(exc)) from exc
