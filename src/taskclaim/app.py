@@ -23,7 +23,6 @@ from taskclaim.handlers import (
     CORS,
     FUNCTIONS,
     RETRY_AFTER_SECONDS,
-    Service,
     endpoint,
     error_response,
     json_response,
@@ -33,6 +32,7 @@ from taskclaim.metrics import Metrics
 from taskclaim.notifier import ReadyNotifier
 from taskclaim.openapi import openapi_document
 from taskclaim.queue import Queue
+from taskclaim.service import Service
 
 log = logging.getLogger("taskclaim.app")
 

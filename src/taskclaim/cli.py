@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,12 +16,13 @@ from typing import Any, TypeVar
 import psycopg
 
 from taskclaim import __version__, migrations
+from taskclaim.client import TaskClient
 from taskclaim.config import Settings
 from taskclaim.database import database_url
-from taskclaim.exceptions import TaskclaimError
+from taskclaim.exceptions import ConfigError, TaskclaimError
 from taskclaim.queue import Queue
 from taskclaim.tokens import new_token, parse_duration, token_hash
-from taskclaim.worker import add_worker_parser
+from taskclaim.worker import Worker, WorkerConfig
 
 T = TypeVar("T")
 
@@ -153,6 +156,108 @@ def cmd_reap(args: argparse.Namespace, settings: Settings) -> int:
     for row in rows:
         print(f"{row['task_id']} {row['status']} after attempt {row['attempts']}")
     print(f"recovered {len(rows)} task(s)", file=sys.stderr)
+    return 0
+
+
+# -- taskclaim worker ---------------------------------------------------------------------------
+
+
+def add_worker_parser(sub: Any) -> None:
+    defaults = WorkerConfig()
+    p = sub.add_parser("worker", help="run the reference worker")
+    p.add_argument("--url", help="the claim URL (default: SUPABASE_EDGE_CLAIM_TASK_URL, else SUPABASE_URL's)")
+    p.add_argument("--token", help="a service key or user token (default: SUPABASE_ACCESS_TOKEN)")
+    p.add_argument(
+        "--user",
+        help="the user whose tasks the direct-RPC fallback may claim (default: the token's own user)",
+    )
+    p.add_argument("--exec", dest="command", help="run each task with this shell command")
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=defaults.poll_interval,
+        help="seconds between claims when the direct RPC served (it cannot long-poll); default %(default)s",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=defaults.concurrency,
+        help="tasks run at once (default: %(default)s)",
+    )
+    p.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=defaults.lease_seconds,
+        help="each claim's lease (default: %(default)s)",
+    )
+    p.add_argument(
+        "--heartbeat-interval", type=float, help="seconds between heartbeats (default: a third of the lease)"
+    )
+    p.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=defaults.shutdown_grace,
+        help="seconds running tasks may finish after SIGTERM before they are released (default: %(default)s)",
+    )
+    p.add_argument(
+        "--exit-when-empty",
+        action="store_true",
+        help="exit 0 once nothing is claimable (1 if a claim failed)",
+    )
+    p.add_argument("--worker-id", help="default: HOSTNAME-PID")
+    p.add_argument(
+        "--task-type",
+        dest="task_types",
+        action="append",
+        metavar="TYPE",
+        help="claim only tasks of this task_type (repeat for several; default: every type)",
+    )
+    p.set_defaults(func=run_worker_command)
+
+
+def run_worker_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command is None:
+        raise ConfigError(
+            "taskclaim worker needs --exec CMD (or register handlers in Python: taskclaim.worker)"
+        )
+    if args.concurrency < 1 or args.lease_seconds < 1 or args.poll_interval < 0:
+        raise ConfigError("--concurrency and --lease-seconds must be at least 1, --poll-interval at least 0")
+    if args.user is not None:
+        try:
+            uuid.UUID(args.user)
+        except ValueError:
+            raise ConfigError(f"--user must be a user's UUID, not {args.user!r}") from None
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    client = TaskClient(args.url, args.token, user_id=args.user)
+    if not client.claim_url and not client.database_url:
+        raise ConfigError(
+            "no claim URL (--url, SUPABASE_EDGE_CLAIM_TASK_URL, SUPABASE_URL) and no DATABASE_URL"
+        )
+    config = WorkerConfig(
+        poll_interval=args.poll_interval,
+        concurrency=args.concurrency,
+        lease_seconds=args.lease_seconds,
+        heartbeat_interval=args.heartbeat_interval,
+        shutdown_grace=args.shutdown_grace,
+        exit_when_empty=args.exit_when_empty,
+        task_types=args.task_types,
+    )
+    if args.worker_id:
+        config.worker_id = args.worker_id
+    worker = Worker(client, config, command=args.command)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())
+    try:
+        worker.run()
+    finally:
+        client.close()
+    print(
+        f"worker {config.worker_id} stopped: " + ", ".join(f"{k} {v}" for k, v in worker.counts.items()),
+        file=sys.stderr,
+    )
+    if worker.error is not None:
+        print(f"taskclaim: error: {worker.error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -16,7 +16,6 @@ Which path served a call: ``TaskClient.last_path`` (``"edge"`` or ``"rpc"``), th
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import random
@@ -24,7 +23,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -32,6 +30,7 @@ import httpx
 from taskclaim import limits
 from taskclaim.exceptions import ClientError, NotHeld, ServiceUnavailable
 from taskclaim.fallback import DirectRpc
+from taskclaim.task import Task
 
 __all__ = [
     "ClientError",
@@ -60,44 +59,6 @@ FALLBACK_STATUSES = frozenset({500, 501, 502, 503, 504, 505})
 CLAIM_FALLBACK_STATUSES = FALLBACK_STATUSES | {404}
 
 
-@dataclass(frozen=True)
-class Task:
-    task_id: str
-    params: dict[str, Any]
-    task_type: str
-    project_id: str
-    worker_id: str
-    attempt: int | None = None
-    lease_expires_at: str | None = None
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Task:
-        # supabase-py returns the columns as the function names them; old deployments used *_out names.
-        data = {key.removesuffix("_out"): value for key, value in row.items()}
-        expires = data.get("lease_expires_at")
-        return cls(
-            task_id=str(data["task_id"]),
-            params=data.get("params") or {},
-            task_type=str(data["task_type"]),
-            project_id=str(data["project_id"]),
-            worker_id=str(data["worker_id"]),
-            attempt=data.get("attempt"),
-            lease_expires_at=None if expires is None else str(expires),
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        """What the plan's ``get_oldest_queued_task_supabase()`` returned, and a little more."""
-        return {
-            "task_id": self.task_id,
-            "params": self.params,
-            "task_type": self.task_type,
-            "project_id": self.project_id,
-            "worker_id": self.worker_id,
-            "attempt": self.attempt,
-            "lease_expires_at": self.lease_expires_at,
-        }
-
-
 def _edge_claim_url() -> str | None:
     url = SUPABASE_EDGE_CLAIM_TASK_URL or os.getenv("SUPABASE_EDGE_CLAIM_TASK_URL")
     if url:
@@ -112,6 +73,11 @@ def _access_token() -> str | None:
 
 def _database_url() -> str | None:
     return DATABASE_URL or os.getenv("DATABASE_URL") or os.getenv("SUPABASE_DB_URL")
+
+
+def configured() -> tuple[str | None, str | None, str | None, Any]:
+    """What a ``TaskClient()`` made now would use: claim URL, token, database URL, supabase client."""
+    return _edge_claim_url(), _access_token(), _database_url(), SUPABASE_CLIENT
 
 
 class _Fallback(Exception):
@@ -221,7 +187,7 @@ class TaskClient:
             response = self._post("claim-tasks", body, claim=True, extra_time=wait_seconds)
         except _Fallback as reason:
             self._note_fallback(reason)
-            lease = lease_seconds or limits.DEFAULT_LEASE_SECONDS
+            lease = lease_seconds or limits.default_lease_seconds(os.environ)
             rows = self._rpc.claim_batch(worker_id, max_tasks, lease, task_types, str(reason))
             return [Task.from_row(row) for row in rows]
         return [] if response is None else [Task.from_row(row) for row in response["tasks"]]
@@ -384,38 +350,5 @@ def _error_message(response: httpx.Response) -> str:
         return response.text[:200]
 
 
-_default: tuple[tuple[Any, ...], TaskClient] | None = None
-_default_lock = threading.Lock()
-
-
-@atexit.register
-def _close_default() -> None:
-    """The drop-in's client holds a connection for the fallback; close it when the worker exits."""
-    with _default_lock:
-        if _default is not None:
-            _default[1].close()
-
-
-def get_oldest_queued_task_supabase(worker_id: str | None = None) -> dict[str, Any] | None:
-    """The plan's drop-in: ``{task_id, params, task_type, project_id, …}`` of the claimed task, or None.
-
-    The edge path first; 204 is None at once; when the service cannot serve (the rule above
-    ``RETRYABLE_STATUSES``) it falls back to ``func_claim_task`` (or, for a user's token,
-    ``func_claim_user_task``) over ``DATABASE_URL``/``SUPABASE_DB_URL`` or ``SUPABASE_CLIENT``. Like the
-    plan's original it never raises: whatever goes wrong is logged on ``taskclaim.client`` and answered
-    None. The module's settings are read on every call.
-    """
-    global _default
-    key = (_edge_claim_url(), _access_token(), _database_url(), id(SUPABASE_CLIENT))
-    with _default_lock:
-        if _default is None or _default[0] != key:
-            if _default is not None:
-                _default[1].close()
-            _default = (key, TaskClient())
-        client = _default[1]
-    try:
-        task = client.claim(worker_id=worker_id)
-    except Exception as exc:  # like the original: a worker loop written for it expects None, never a raise
-        log.warning("get_oldest_queued_task_supabase: no task claimed: %s", exc)
-        return None
-    return None if task is None else task.as_dict()
+# The plan's drop-in lives in taskclaim.dropin; importable from here, as the README and old workers have it.
+from taskclaim.dropin import get_oldest_queued_task_supabase  # noqa: E402

@@ -88,16 +88,17 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The environment's settings; each one unset keeps the field's default above (one source)."""
         env = os.environ if env is None else env
         supabase_url = env.get("SUPABASE_URL") or None
         jwks_url = env.get("SUPABASE_JWKS_URL") or None
         if jwks_url is None and supabase_url:
             jwks_url = supabase_url.rstrip("/") + "/auth/v1/.well-known/jwks.json"
-        max_lease = int(_number(env, "TASKCLAIM_MAX_LEASE_SECONDS", limits.MAX_LEASE_SECONDS))
-        default_lease = int(_number(env, "TASKCLAIM_LEASE_SECONDS", limits.DEFAULT_LEASE_SECONDS))
+        max_lease = int(_number(env, "TASKCLAIM_MAX_LEASE_SECONDS", cls.max_lease_seconds))
+        default_lease = int(_number(env, "TASKCLAIM_LEASE_SECONDS", cls.default_lease_seconds))
         if not 1 <= max_lease <= limits.MAX_LEASE_SECONDS:
             raise ConfigError(f"TASKCLAIM_MAX_LEASE_SECONDS must be from 1 to {limits.MAX_LEASE_SECONDS}")
-        max_wait = _number(env, "TASKCLAIM_MAX_WAIT_SECONDS", limits.MAX_WAIT_SECONDS)
+        max_wait = _number(env, "TASKCLAIM_MAX_WAIT_SECONDS", cls.max_wait_seconds)
         if max_wait > limits.MAX_WAIT_SECONDS:
             raise ConfigError(f"TASKCLAIM_MAX_WAIT_SECONDS must be from 0 to {limits.MAX_WAIT_SECONDS}")
         if not 1 <= default_lease <= max_lease:
@@ -111,15 +112,17 @@ class Settings:
             jwt_secret=env.get("SUPABASE_JWT_SECRET") or None,
             jwks_json=env.get("SUPABASE_JWKS") or None,
             jwks_url=jwks_url,
-            token_cache_seconds=_number(env, "TASKCLAIM_TOKEN_CACHE_SECONDS", 10.0),
+            token_cache_seconds=_number(env, "TASKCLAIM_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
             default_lease_seconds=default_lease,
             max_lease_seconds=max_lease,
             max_wait_seconds=max_wait,
-            reap_interval_seconds=_number(env, "TASKCLAIM_REAP_INTERVAL", 5.0),
-            pool_min_size=int(_number(env, "TASKCLAIM_POOL_MIN", 4)),
-            pool_max_size=int(_number(env, "TASKCLAIM_POOL_MAX", 16)),
-            pool_timeout_seconds=_number(env, "TASKCLAIM_POOL_TIMEOUT", 5.0),
-            claim_batches_inflight=max(1, int(_number(env, "TASKCLAIM_CLAIM_BATCHES", 1))),
-            http_keepalive_seconds=_positive(env, "TASKCLAIM_HTTP_KEEPALIVE", 5.0),
-            http_read_seconds=_positive(env, "TASKCLAIM_HTTP_READ_TIMEOUT", 30.0),
+            reap_interval_seconds=_number(env, "TASKCLAIM_REAP_INTERVAL", cls.reap_interval_seconds),
+            pool_min_size=int(_number(env, "TASKCLAIM_POOL_MIN", cls.pool_min_size)),
+            pool_max_size=int(_number(env, "TASKCLAIM_POOL_MAX", cls.pool_max_size)),
+            pool_timeout_seconds=_number(env, "TASKCLAIM_POOL_TIMEOUT", cls.pool_timeout_seconds),
+            claim_batches_inflight=max(
+                1, int(_number(env, "TASKCLAIM_CLAIM_BATCHES", cls.claim_batches_inflight))
+            ),
+            http_keepalive_seconds=_positive(env, "TASKCLAIM_HTTP_KEEPALIVE", cls.http_keepalive_seconds),
+            http_read_seconds=_positive(env, "TASKCLAIM_HTTP_READ_TIMEOUT", cls.http_read_seconds),
         )

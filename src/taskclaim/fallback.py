@@ -35,14 +35,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskclaim import limits
-from taskclaim.exceptions import ClientError, NotHeld, ServiceUnavailable
+from taskclaim.exceptions import ClientError, NotHeld, ServiceUnavailable, queue_error
 from taskclaim.queries import query
 
 log = logging.getLogger("taskclaim.client")
 
 SERVICE_ROLES = frozenset({"service_role", "supabase_admin"})
 _JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
-_STATUSES = {"TC400": 400, "TC403": 403, "TC404": 404, "TC409": 409}
 
 
 @dataclass(frozen=True)
@@ -183,19 +182,15 @@ class DirectRpc:
         reason: str,
     ) -> list[dict[str, Any]]:
         user_id = self.scope(reason).user_id
-        if self.via_supabase or (lease_seconds is None and claim_id is None):
-            # The plan's RPCs, as old workers and supabase-py call them.
+        if self.via_supabase:  # the plan's RPCs, as supabase-py callers know them
             args: dict[str, Any] = {"p_table_name": "tasks", "p_worker_id": worker_id}
-            name = "func_claim_task" if user_id is None else "func_claim_user_task"
-            if user_id is not None:
-                args["p_user_id"] = user_id
-            if self.via_supabase:
-                return self._supabase(name, args)
-            return self._execute(name, {"worker_id": worker_id, "user_id": user_id}, reason)
+            if user_id is None:
+                return self._supabase("func_claim_task", args)
+            return self._supabase("func_claim_user_task", {**args, "p_user_id": user_id})
         params = {
             "worker_id": worker_id,
             "user_id": user_id,
-            "lease_seconds": lease_seconds or limits.DEFAULT_LEASE_SECONDS,
+            "lease_seconds": lease_seconds or limits.default_lease_seconds(os.environ),
             "claim_id": claim_id,
         }
         return self._execute("claim", params, reason)
@@ -252,10 +247,9 @@ class DirectRpc:
                     if attempt == 2:
                         raise ServiceUnavailable(f"{reason}; and the database is unreachable: {exc}") from exc
                 except psycopg.Error as exc:
-                    state = exc.sqlstate or ""
-                    status = _STATUSES.get(state) or (400 if state.startswith("22") else None)
-                    if status is None:
+                    refusal = queue_error(exc.sqlstate)
+                    if refusal is None:
                         raise
-                    error = NotHeld if status == 409 else ClientError
-                    raise error(exc.diag.message_primary or str(exc), status) from exc
+                    error = NotHeld if refusal.status == 409 else ClientError
+                    raise error(exc.diag.message_primary or str(exc), refusal.status) from exc
         raise AssertionError("unreachable")

@@ -7,7 +7,6 @@ auth, the body, errors as ``{"error": "..."}`` with their status, and the reques
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -20,15 +19,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from taskclaim import bodies, limits
-from taskclaim.auth import Authenticator, Caller
+from taskclaim.auth import Caller
 from taskclaim.bodies import Body
-from taskclaim.config import Settings
 from taskclaim.exceptions import AuthError, BodyError, DatabaseUnavailable, QueueError
-from taskclaim.jwks import JwksCache
-from taskclaim.metrics import Metrics
-from taskclaim.notifier import ReadyNotifier
-from taskclaim.protocol import client_gone
-from taskclaim.queue import Queue
+from taskclaim.longpoll import long_poll
+from taskclaim.service import Service
 
 log = logging.getLogger("taskclaim.handlers")
 
@@ -55,35 +50,6 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 def no_content() -> Response:
     return Response(status_code=204, headers=CORS)
-
-
-class Service:
-    """What the handlers share: settings, the queue and the authenticator."""
-
-    def __init__(self, settings: Settings, queue: Queue, jwks: JwksCache, notifier: ReadyNotifier) -> None:
-        self.settings = settings
-        self.queue = queue
-        self.jwks = jwks
-        self.notifier = notifier
-        self.auth = Authenticator(settings, queue, jwks)
-        self.metrics = Metrics()
-        self.openapi = b""  # the OpenAPI document, rendered once at start
-
-    def lease_seconds(self, requested: int | None) -> int:
-        """The lease of a claim: the requested one within this service's maximum, else the default."""
-        if requested is None:
-            return self.settings.default_lease_seconds
-        self.check_lease(requested)
-        return requested
-
-    def check_lease(self, requested: int | None) -> None:
-        if requested is not None and requested > self.settings.max_lease_seconds:
-            raise BodyError(400, f"lease_seconds: Expected `int` <= {self.settings.max_lease_seconds}")
-
-    def wait_seconds(self, requested: float | None) -> float:
-        if requested is not None and requested > self.settings.max_wait_seconds:
-            raise BodyError(400, f"wait_seconds: Expected `float` <= {self.settings.max_wait_seconds:g}")
-        return requested or 0.0
 
 
 Handler = Callable[[Service, Caller, Any, Request], Awaitable[Response]]
@@ -138,61 +104,6 @@ def _task_answer(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _long_poll(
-    service: Service,
-    caller: Caller,
-    wait: float,
-    request: Request,
-    claim: Callable[[], Awaitable[list[dict[str, Any]]]],
-) -> list[dict[str, Any]]:
-    """``claim()`` once; with a ``wait`` in seconds, again whenever a task of the caller's scope becomes
-    ready, until something is claimed or the time is up.
-
-    A client that goes away is noticed: a long poll's wait ends at once, and tasks claimed for a client
-    that has gone go straight back to the queue instead of waiting out their lease."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    gone: asyncio.Task[None] | None = None
-    waiting: asyncio.Task[None] | None = None
-    try:
-        while True:
-            # Only a long poll needs a wake-up; it is taken before the claim, so a task arriving now wakes us.
-            woken = service.notifier.event(caller.user_id) if wait > 0 else None
-            claimed = await claim()
-            if claimed and ((gone is not None and gone.done()) or client_gone(request.scope)):
-                await _give_back(service, caller, claimed)
-                return []
-            remaining = deadline - loop.time()
-            if claimed or woken is None or remaining <= 0:
-                return claimed
-            gone = gone or loop.create_task(_disconnected(request))
-            waiting = loop.create_task(service.notifier.wait(woken, remaining))
-            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if gone.done():
-                return []
-    finally:
-        for task in (gone, waiting):
-            if task is not None and not task.done():
-                task.cancel()
-
-
-async def _disconnected(request: Request) -> None:
-    """Returns when the client has gone (the body is read by now, so the next message is the disconnect)."""
-    with contextlib.suppress(Exception):  # a receive channel that fails counts as gone too
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-
-async def _give_back(service: Service, caller: Caller, rows: list[dict[str, Any]]) -> None:
-    for row in rows:
-        with contextlib.suppress(QueueError):  # taken back already (its lease, an operator)
-            await service.queue.release(
-                row["task_id"], row["worker_id"], attempt=row["attempt"], user_id=caller.user_id
-            )
-    if rows:
-        log.info("released %d task(s) claimed for a client that had gone", len(rows))
-
-
 async def _sendable(service: Service, caller: Caller, rows: list[dict[str, Any]]) -> list[bytes]:
     """Each claimed task encoded as JSON. A task that cannot be (a row written before its params were
     checked, say) is failed with the reason instead of being left In Progress with nobody to hold it; it
@@ -236,7 +147,9 @@ async def claim_next_task(
         )
         return [] if row is None else [row]
 
-    rows = await _long_poll(service, caller, service.wait_seconds(body.wait_seconds), request, claim)
+    rows = await long_poll(
+        service.notifier, service.queue, caller, service.wait_seconds(body.wait_seconds), request, claim
+    )
     encoded = await _sendable(service, caller, rows)
     return _json_bytes(encoded[0]) if encoded else no_content()
 
@@ -248,8 +161,9 @@ async def claim_tasks(
     worker_id = body.worker_id or str(uuid.uuid4())
     lease_seconds = service.lease_seconds(body.lease_seconds)
     task_types = None if body.task_types is None else tuple(sorted(set(body.task_types)))
-    rows = await _long_poll(
-        service,
+    rows = await long_poll(
+        service.notifier,
+        service.queue,
         caller,
         service.wait_seconds(body.wait_seconds),
         request,

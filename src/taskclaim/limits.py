@@ -8,6 +8,7 @@ Standard library only: the worker client imports this module too.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 # Leases: a claim holds its task this long unless it names another length; a heartbeat extends by the
@@ -38,6 +39,13 @@ MAX_JSON_DEPTH = 64
 # Request bodies, in bytes.
 CLAIM_BODY_LIMIT = 16 * 1024
 TASK_BODY_LIMIT = 512 * 1024
+
+
+def default_lease_seconds(env: Mapping[str, str]) -> int:
+    """``TASKCLAIM_LEASE_SECONDS`` when it holds a usable lease, else the default: what the service and
+    the client's fallback both claim with when a claim names no lease."""
+    raw = env.get("TASKCLAIM_LEASE_SECONDS", "")
+    return int(raw) if raw.isdigit() and 1 <= int(raw) <= MAX_LEASE_SECONDS else DEFAULT_LEASE_SECONDS
 
 
 def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:

@@ -10,7 +10,6 @@ seconds, then stops what still runs and releases those tasks back to the queue, 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -24,12 +23,13 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskclaim.client import ClientError, NotHeld, Task, TaskClient
+from taskclaim import limits
+from taskclaim.client import Task, TaskClient
+from taskclaim.exceptions import ClientError, NotHeld, TaskFailed
 
 log = logging.getLogger("taskclaim.worker")
 
@@ -38,15 +38,11 @@ Handler = Callable[[Task], Any]
 LONG_POLL_SECONDS = 5.0
 
 
-class TaskFailed(Exception):
-    """Raised by a handler to fail its task with this message (no traceback)."""
-
-
 @dataclass
 class WorkerConfig:
     poll_interval: float = 10.0
     concurrency: int = 1
-    lease_seconds: int = 300
+    lease_seconds: int = limits.DEFAULT_LEASE_SECONDS
     heartbeat_interval: float | None = None  # default: a third of the lease
     shutdown_grace: float = 10.0
     exit_when_empty: bool = False
@@ -305,84 +301,3 @@ def _cancelled(task: Task) -> _Running:
     running = _Running(task)
     running.cancelled = True
     return running
-
-
-# -- the command line ------------------------------------------------------------------------------
-
-
-def add_worker_parser(sub: Any) -> None:
-    p = sub.add_parser("worker", help="run the reference worker")
-    p.add_argument("--url", help="the claim URL (default: SUPABASE_EDGE_CLAIM_TASK_URL, else SUPABASE_URL's)")
-    p.add_argument("--token", help="a service key or user token (default: SUPABASE_ACCESS_TOKEN)")
-    p.add_argument(
-        "--user",
-        help="the user whose tasks the direct-RPC fallback may claim (default: the token's own user)",
-    )
-    p.add_argument("--exec", dest="command", help="run each task with this shell command")
-    p.add_argument("--poll-interval", type=float, default=10.0, help="seconds between claims when idle")
-    p.add_argument("--concurrency", type=int, default=1)
-    p.add_argument("--lease-seconds", type=int, default=300)
-    p.add_argument("--heartbeat-interval", type=float, help="default: a third of the lease")
-    p.add_argument("--shutdown-grace", type=float, default=10.0)
-    p.add_argument(
-        "--exit-when-empty",
-        action="store_true",
-        help="exit 0 once nothing is claimable (1 if a claim failed)",
-    )
-    p.add_argument("--worker-id", help="default: HOSTNAME-PID")
-    p.add_argument(
-        "--task-type",
-        dest="task_types",
-        action="append",
-        metavar="TYPE",
-        help="claim only tasks of this task_type (repeat for several; default: every type)",
-    )
-    p.set_defaults(func=run_worker_command)
-
-
-def run_worker_command(args: argparse.Namespace, settings: Any) -> int:
-    from taskclaim.exceptions import ConfigError
-
-    if args.command is None:
-        raise ConfigError(
-            "taskclaim worker needs --exec CMD (or register handlers in Python: taskclaim.worker)"
-        )
-    if args.concurrency < 1 or args.lease_seconds < 1 or args.poll_interval < 0:
-        raise ConfigError("--concurrency and --lease-seconds must be at least 1, --poll-interval at least 0")
-    if args.user is not None:
-        try:
-            uuid.UUID(args.user)
-        except ValueError:
-            raise ConfigError(f"--user must be a user's UUID, not {args.user!r}") from None
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    client = TaskClient(args.url, args.token, user_id=args.user)
-    if not client.claim_url and not client.database_url:
-        raise ConfigError(
-            "no claim URL (--url, SUPABASE_EDGE_CLAIM_TASK_URL, SUPABASE_URL) and no DATABASE_URL"
-        )
-    config = WorkerConfig(
-        poll_interval=args.poll_interval,
-        concurrency=args.concurrency,
-        lease_seconds=args.lease_seconds,
-        heartbeat_interval=args.heartbeat_interval,
-        shutdown_grace=args.shutdown_grace,
-        exit_when_empty=args.exit_when_empty,
-        task_types=args.task_types,
-    )
-    if args.worker_id:
-        config.worker_id = args.worker_id
-    worker = Worker(client, config, command=args.command)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: worker.stop())
-    try:
-        worker.run()
-    finally:
-        client.close()
-    print(
-        f"worker {config.worker_id} stopped: " + ", ".join(f"{k} {v}" for k, v in worker.counts.items()),
-        file=sys.stderr,
-    )
-    if worker.error is not None:
-        print(f"taskclaim: error: {worker.error}", file=sys.stderr)
-        return 1
-    return 0
