@@ -189,6 +189,28 @@ def test_claim_cost_does_not_grow_with_finished_or_blocked_tasks(db: Conn) -> No
     assert 0 < user_claim < 200, user_claim
 
 
+@pytest.mark.slow
+def test_a_users_claim_does_not_read_past_another_users_backlog(db: Conn) -> None:
+    """Alice's 60,000 ready tasks are older than Bob's: Bob's claim reads his own tasks only (before,
+    the cached plan walked the all-users index past every one of Alice's)."""
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    db.execute(
+        "insert into public.tasks (project_id, task_type, created_at)"
+        " select %s, 'render', %s + n * interval '1 ms' from generate_series(1, 60000) n",
+        (make_project(db, alice), T0 - timedelta(days=1)),
+    )
+    bobs = make_project(db, bob)
+    make_tasks(db, bobs, 20)
+    db.execute("analyze public.tasks")
+    for _ in range(6):  # past the five custom plans PL/pgSQL makes before it may cache a generic one
+        claim_user(db, bob)
+    plan_rpc = explain_buffers(db, "select * from public.func_claim_user_task('tasks', 'w', %s)", (bob,))
+    batch = explain_buffers(db, "select * from public.taskclaim_claim_batch(array['a', 'b'], %s, 60)", (bob,))
+    assert 0 < plan_rpc < 200, plan_rpc  # 1,297 before
+    assert 0 < batch < 200, batch
+    assert status_counts(db) == {"Queued": 60_000 + 20 - 9, "In Progress": 9}
+
+
 def test_only_one_reaper_at_a_time(db: Conn, db_url: str) -> None:
     project = make_project(db)
     for _ in range(3):
