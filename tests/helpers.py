@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -116,3 +118,29 @@ def explain_buffers(conn: Conn, statement: str, params: tuple[object, ...]) -> i
     plan = json.loads(plan) if isinstance(plan, str) else plan
     top = plan[0]["Plan"]
     return int(top["Shared Hit Blocks"] + top["Shared Read Blocks"])
+
+
+def metric(base_url: str, name: str) -> float:
+    """The value of an unlabelled metric on a service's ``/metrics``."""
+    import httpx
+
+    for line in httpx.get(base_url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    """Return once ``predicate()`` holds (checked every 20 ms); fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def long_polls_waiting(base_url: str, count: int = 1) -> None:
+    """Return once the service holds ``count`` long polls waiting for a task (its own gauge says so), so
+    that what the test does next happens while they wait, not before."""
+    wait_until(
+        lambda: metric(base_url, "taskclaim_long_polls_waiting") == count, f"{count} waiting long poll(s)"
+    )

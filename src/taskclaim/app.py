@@ -67,6 +67,11 @@ async def metrics(request: Request) -> Response:
         ),
         ("taskclaim_completions_coalesced", "Completions carried by those statements.", completions.calls),
         (
+            "taskclaim_long_polls_waiting",
+            "Long-poll claims waiting for a task now.",
+            service.notifier.waiting,
+        ),
+        (
             "taskclaim_listening",
             "1 while the LISTEN connection for long polls is up.",
             service.notifier.listening,

@@ -28,6 +28,7 @@ class ReadyNotifier:
         self._events: dict[uuid.UUID | None, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
         self.listening = False
+        self.waiting = 0  # long polls waiting for a wake-up now (a gauge on /metrics)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._listen())
@@ -47,9 +48,13 @@ class ReadyNotifier:
         return event
 
     async def wait(self, event: asyncio.Event, at_most: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(min(at_most, self.fallback_seconds)):
-                await event.wait()
+        self.waiting += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(at_most, self.fallback_seconds)):
+                    await event.wait()
+        finally:
+            self.waiting -= 1
 
     def _wake(self, user_id: uuid.UUID | None) -> None:
         for scope in {None, user_id}:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +12,7 @@ import pytest
 from taskclaim.client import ClientError, TaskClient
 from tests.acceptance.conftest import SERVICE_KEY, Credentials, bearer
 from tests.acceptance.test_long_poll_and_metrics import claim_in_background
-from tests.helpers import Conn, make_project, make_task, make_tasks, status_counts, task
+from tests.helpers import Conn, long_polls_waiting, make_project, make_task, make_tasks, status_counts, task
 from tests.processes import ServiceProcess, free_port
 
 CLAIM_TASKS = "/functions/v1/claim-tasks"
@@ -60,7 +59,7 @@ def test_bad_max_tasks_is_400_and_claims_nothing(db: Conn, http: httpx.Client, m
 def test_a_waiting_batch_is_woken_by_a_new_task(db: Conn, service: ServiceProcess) -> None:
     project = make_project(db)
     thread, result = claim_in_background(service, {"max_tasks": 5, "wait_seconds": 30}, path=CLAIM_TASKS)
-    time.sleep(0.5)
+    long_polls_waiting(service.url)
     task_id = make_task(db, project)
     thread.join(40)
     response = result["response"]

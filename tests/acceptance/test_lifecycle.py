@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,16 +16,9 @@ from psycopg.rows import dict_row
 
 from taskclaim import migrations
 from tests.acceptance.conftest import SERVICE_KEY, Credentials, bearer
-from tests.helpers import Conn, make_project, make_task, status_counts, task
+from tests.helpers import Conn, make_project, make_task, status_counts, task, wait_until
 
 F = "/functions/v1/"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def post(http: httpx.Client, function: str, body: dict[str, Any], token: str = SERVICE_KEY) -> httpx.Response:
@@ -71,13 +63,13 @@ def test_an_expired_lease_requeues_then_fails_after_max_attempts(db: Conn, http:
     task_id = make_task(db, make_project(db), max_attempts=2)
     first = claim(http, "w1", lease_seconds=1)
     assert first["attempt"] == 1
-    wait_for(lambda: task(db, task_id)["status"] == "Queued", what="the reaper to requeue")
+    wait_until(lambda: task(db, task_id)["status"] == "Queued", "the reaper to requeue")
     row = task(db, task_id)
     assert row["attempts"] == 1
     assert "lease expired" in row["error"]
     second = claim(http, "w2", lease_seconds=1)
     assert (second["task_id"], second["attempt"]) == (str(task_id), 2)
-    wait_for(lambda: task(db, task_id)["status"] == "Failed", what="the reaper to fail the task")
+    wait_until(lambda: task(db, task_id)["status"] == "Failed", "the reaper to fail the task")
     row = task(db, task_id)
     assert "attempt 2 of 2" in row["error"]
     assert post(http, "claim-next-task", {}).status_code == 204
@@ -98,7 +90,7 @@ def test_heartbeats_keep_a_short_lease_alive_through_a_long_task(db: Conn, http:
 def test_a_stale_holder_gets_409_and_changes_nothing(db: Conn, http: httpx.Client) -> None:
     task_id = make_task(db, make_project(db))
     a = claim(http, "worker-a", lease_seconds=1)
-    wait_for(lambda: task(db, task_id)["status"] == "Queued", what="A's lease to be recovered")
+    wait_until(lambda: task(db, task_id)["status"] == "Queued", "A's lease to be recovered")
     b = claim(http, "worker-b", lease_seconds=60)
     assert b["task_id"] == a["task_id"]
     for function in ("complete-task", "heartbeat", "fail-task", "release-task"):
@@ -115,7 +107,7 @@ def test_a_stale_holder_gets_409_and_changes_nothing(db: Conn, http: httpx.Clien
 def test_the_same_worker_id_on_a_later_attempt_is_fenced_by_the_attempt(db: Conn, http: httpx.Client) -> None:
     task_id = make_task(db, make_project(db))
     first = claim(http, "same", lease_seconds=1)
-    wait_for(lambda: task(db, task_id)["status"] == "Queued", what="the lease to be recovered")
+    wait_until(lambda: task(db, task_id)["status"] == "Queued", "the lease to be recovered")
     second = claim(http, "same", lease_seconds=60)
     assert post(http, "complete-task", holder(first)).status_code == 409
     assert post(http, "complete-task", holder(second)).status_code == 200

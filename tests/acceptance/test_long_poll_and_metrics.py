@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.acceptance.conftest import SERVICE_KEY, Credentials, bearer
-from tests.helpers import Conn, make_project, make_task, status_counts, task
+from tests.helpers import Conn, long_polls_waiting, make_project, make_task, status_counts, task
 from tests.processes import ServiceProcess
 
 CLAIM = "/functions/v1/claim-next-task"
@@ -37,7 +37,7 @@ def claim_in_background(  # type: ignore[no-untyped-def]
 def test_a_waiting_claim_is_woken_by_a_new_task(db: Conn, service: ServiceProcess) -> None:
     project = make_project(db)
     thread, result = claim_in_background(service, {"wait_seconds": 30})
-    time.sleep(0.5)
+    long_polls_waiting(service.url)
     task_id = make_task(db, project)
     thread.join(40)
     response = result["response"]
@@ -53,7 +53,7 @@ def test_a_waiting_claim_is_woken_when_a_parent_completes(db: Conn, service: Ser
     db.execute("update tasks set status = 'In Progress' where id = %s", (parent,))
     child = make_task(db, project, dependant_on=parent)
     thread, result = claim_in_background(service, {"wait_seconds": 30})
-    time.sleep(0.5)
+    long_polls_waiting(service.url)
     db.execute("update tasks set status = 'Complete' where id = %s", (parent,))
     thread.join(40)
     response = result["response"]
@@ -71,7 +71,7 @@ def test_a_wait_with_nothing_to_claim_ends_in_204(http: httpx.Client) -> None:
 def test_a_waiting_user_is_not_given_another_users_task(db: Conn, service: ServiceProcess) -> None:
     alice, bob = uuid.uuid4(), uuid.uuid4()
     thread, result = claim_in_background(service, {"wait_seconds": 2}, Credentials.user_jwt(alice))
-    time.sleep(0.3)
+    long_polls_waiting(service.url)
     bobs = make_task(db, make_project(db, bob))
     thread.join(10)
     response = result["response"]
@@ -129,9 +129,9 @@ def test_a_long_poll_whose_client_went_away_claims_nothing(
     host, port = service.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as client:
         client.sendall(request)
-        time.sleep(0.5)  # the service is now waiting for a task on this client's behalf
-    time.sleep(0.5)  # the client has gone
+        long_polls_waiting(service.url)  # the service waits for a task on this client's behalf
+    long_polls_waiting(service.url, 0)  # the client has gone, and so has the wait
     task_id = make_task(db, make_project(db))  # would wake the waiter, had it not ended
-    time.sleep(1.5)
+    time.sleep(0.5)  # a waiter still there would claim it within milliseconds
     row = task(db, task_id)
     assert (row["status"], row["attempts"]) == ("Queued", 0)

@@ -1,0 +1,37 @@
+"""Settings from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from taskclaim.config import Settings
+from taskclaim.exceptions import ConfigError
+
+
+def test_settings_from_env() -> None:
+    settings = Settings.from_env(
+        {
+            "SUPABASE_DB_URL": "postgresql://x/y",
+            "SUPABASE_URL": "https://p.supabase.co/",
+            "SUPABASE_SECRET_KEYS": '{"default": "sb_secret_a", "ci": "sb_secret_b"}',
+            "TASKCLAIM_DATA_DIR": "/tmp/somewhere",
+        }
+    )
+    assert settings.database_url == "postgresql://x/y"
+    assert settings.jwks_url == "https://p.supabase.co/auth/v1/.well-known/jwks.json"
+    assert settings.secret_keys == ("sb_secret_a", "sb_secret_b")
+    assert str(settings.data_dir) == "/tmp/somewhere"
+
+
+def test_database_url_wins_over_supabase_db_url() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://a/b", "SUPABASE_DB_URL": "postgresql://c/d"})
+    assert settings.database_url == "postgresql://a/b"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"SUPABASE_SECRET_KEYS": "[1]"}, {"SUPABASE_SECRET_KEYS": "{"}, {"TASKCLAIM_REAP_INTERVAL": "soon"}],
+)
+def test_bad_settings_are_config_errors(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        Settings.from_env(env)
