@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
+from tests.helpers import explain_buffers
+from tests.processes import free_port
 
 from bench.load import http_load
 from taskclaim import migrations
@@ -181,7 +184,7 @@ class Bench:
 
     @contextmanager
     def service(self) -> Iterator[str]:
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "DATABASE_URL": self.url,
@@ -243,12 +246,10 @@ class Bench:
 
     def _claim_buffers(self, conn: psycopg.Connection[Any]) -> int:
         """Shared buffers one claim touches (EXPLAIN ANALYZE, BUFFERS), after two warm-up claims."""
-        for _ in range(2):
-            conn.execute(CLAIM_SQL).fetchall()
-        row = conn.execute(f"explain (analyze, buffers, format json) {CLAIM_SQL}").fetchone()
-        assert row is not None
-        plan = row[0][0]["Plan"]
-        return int(plan["Shared Hit Blocks"] + plan["Shared Read Blocks"])
+        with psycopg.connect(conn.info.dsn, autocommit=True, row_factory=dict_row) as session:
+            for _ in range(2):
+                session.execute(CLAIM_SQL).fetchall()
+            return explain_buffers(session, CLAIM_SQL, ())
 
     def _add_finished(self, conn: psycopg.Connection[Any], count: int) -> None:
         if count <= 0:
@@ -328,14 +329,6 @@ def _rpc_worker(url: str, start_at: float, seconds: float, batch: int) -> list[f
 
 def _quantile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_healthy(base: str, process: subprocess.Popen[bytes]) -> None:
