@@ -28,11 +28,12 @@ from tests.processes import free_port
 from bench.load import http_load
 from taskclaim import migrations
 from taskclaim.embedded import EmbeddedPostgres, bin_dir
+from taskclaim.queries import query
 
 KEY = "bench-service-key-" + uuid.uuid4().hex
-CLAIM_SQL = "select * from public.func_claim_task('tasks', 'bench')"
+CLAIM_SQL = query("func_claim_task") % {"worker_id": "'bench'"}  # literal: pgbench runs it too
 # What TaskClient.claim_many sends on the direct-RPC path: several claims in one statement.
-BATCH_SQL = "select * from public.taskclaim_claim_batch(%s, null, 300)"
+BATCH_SQL = query("claim_batch")
 
 
 @dataclass
@@ -315,7 +316,11 @@ class Bench:
 def _rpc_worker(url: str, start_at: float, seconds: float, batch: int) -> list[float]:
     """One connection: claim from ``start_at`` for ``seconds``, one task or ``batch`` tasks per call."""
     latencies: list[float] = []
-    sql, params = (CLAIM_SQL, None) if batch == 1 else (BATCH_SQL, (["bench"] * batch,))
+    sql, params = (
+        (CLAIM_SQL, None)
+        if batch == 1
+        else (BATCH_SQL, {"worker_ids": ["bench"] * batch, "user_id": None, "lease_seconds": 300})
+    )
     with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute(sql, params, prepare=True).fetchall()  # prepared before the clock starts
         time.sleep(max(0.0, start_at - time.time()))
