@@ -16,7 +16,7 @@ import pytest
 
 from taskclaim.client import NotHeld, TaskClient
 from tests.acceptance.conftest import SERVICE_KEY, bearer, service_env
-from tests.helpers import Conn, make_project, make_tasks, status_counts
+from tests.helpers import Conn, make_project, make_tasks, status_counts, wait_until
 from tests.processes import ServiceProcess
 
 CLAIM = "/functions/v1/claim-next-task"
@@ -111,7 +111,7 @@ def test_two_replicas_and_a_sigkilled_one_lose_nothing(
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
         for thread in threads:
             thread.start()
-        time.sleep(0.5)
+        wait_until(lambda: len(completed) >= 50, "the workers to be under way")
         replicas[0].signal(9)  # SIGKILL mid-run: its clients fall back to the RPC, its claims recover
         for thread in threads:
             thread.join(120)
