@@ -33,6 +33,7 @@ from tests.helpers import (
     personal_token,
     status_counts,
     task,
+    wait_until,
 )
 from tests.processes import ServiceProcess
 
@@ -427,16 +428,18 @@ def test_a_claim_whose_client_left_while_it_ran_gives_its_task_back_at_once(
             f"POST /functions/v1/claim-next-task HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SERVICE_KEY}"
             "\r\nContent-Length: 2\r\n\r\n{}".encode()
         )
-        deadline = time.monotonic() + 10
-        while not db.execute(
+        waiting_on_lock = (
             "select 1 from pg_stat_activity where wait_event_type = 'Lock' and application_name = 'taskclaim'"
-        ).fetchone():
-            assert time.monotonic() < deadline, "the claim never reached the database"
-            time.sleep(0.02)
+        )
+        wait_until(
+            lambda: db.execute(waiting_on_lock).fetchone() is not None, "the claim to reach the database"
+        )
         sock.close()
         time.sleep(0.2)  # the server sees the connection close
-    deadline = time.monotonic() + 10
-    while (row := task(db, task_id))["updated_at"] == created or row["status"] != "Queued":
-        assert time.monotonic() < deadline, row  # claimed (updated_at moved), then given back
-        time.sleep(0.05)
+    # Claimed (updated_at moved), then given back.
+    wait_until(
+        lambda: (lambda row: row["updated_at"] != created and row["status"] == "Queued")(task(db, task_id)),
+        "the task to be claimed and given back",
+    )
+    row = task(db, task_id)
     assert (row["attempts"], row["lease_expires_at"]) == (0, None)
