@@ -4,10 +4,14 @@
 ``pgserver`` wheel's) writes out the ``public`` and ``auth`` schemas. ``describe`` lists what a database
 holds (tables, columns, indexes, constraints, triggers, policies, functions, grants) so the test can
 hold a database built from the migrations and one built from this file to be the same.
+
+It also writes ``supabase/functions/_shared/contract.json``, the limits and body schemas the Deno Edge
+Functions check, generated from the same Python sources as the service's.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -18,9 +22,11 @@ import psycopg
 
 from taskclaim import migrations
 from taskclaim.embedded import EmbeddedPostgres, bin_dir
+from taskclaim.openapi import edge_contract
 from tests.helpers import create_database
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "supabase" / "schema.sql"
+CONTRACT = SNAPSHOT.parent / "functions" / "_shared" / "contract.json"
 HEADER = """\
 -- The current schema of taskclaim: what supabase/migrations leave in a database, written out by
 -- `./dev schema` (pg_dump of the public and auth schemas). Read it to see every table, index, function,
@@ -49,7 +55,13 @@ def dump(url: str) -> str:
     return HEADER + "\n" + text
 
 
+def contract() -> str:
+    """``supabase/functions/_shared/contract.json``: the limits and body schemas the Edge Functions check."""
+    return json.dumps(edge_contract(), indent=1, ensure_ascii=False) + "\n"
+
+
 def write() -> None:
+    CONTRACT.write_text(contract())
     with tempfile.TemporaryDirectory() as directory:
         server = EmbeddedPostgres(Path(directory))
         try:

@@ -290,3 +290,25 @@ def openapi_document(
         },
         "paths": paths,
     }
+
+
+def edge_contract() -> dict[str, Any]:
+    """What the Deno Edge Functions check, from the same sources as the service: the request bodies'
+    schemas, each route's body limit and every number of ``taskclaim.limits``. ``./dev schema`` writes
+    it to ``supabase/functions/_shared/contract.json``; a test fails while that file is out of date."""
+    document = openapi_document()
+    bodies = {
+        name: document["paths"][f"/functions/v1/{name}"]["post"]["requestBody"]["content"][
+            "application/json"
+        ]["schema"]["$ref"].rsplit("/", 1)[1]
+        for name in FUNCTIONS
+    }
+    return {
+        "generated": "by ./dev schema from taskclaim.limits and taskclaim.bodies; do not edit",
+        "limits": {name: value for name, value in vars(limits).items() if name.isupper()},
+        "functions": {
+            name: {"body": bodies[name], "body_limit": function.body_limit}
+            for name, function in FUNCTIONS.items()
+        },
+        "schemas": document["components"]["schemas"],
+    }

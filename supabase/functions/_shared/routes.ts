@@ -1,0 +1,187 @@
+// One handler per function: the caller (authenticated) and the body (checked) in, one call of the same
+// SQL function the Python service calls, the answer out. Rows come back from PostgreSQL as JSON text
+// (row_to_json), so timestamps and numbers read exactly as the service writes them.
+
+import type { Caller } from "./auth.ts";
+import type { Body, FunctionName } from "./body.ts";
+import { LIMITS } from "./body.ts";
+import { query, sql } from "./database.ts";
+import { HttpError, json, jsonText, noContent } from "./http.ts";
+import { longPoll } from "./longpoll.ts";
+import { checkLease, leaseSeconds, waitSeconds } from "./settings.ts";
+
+export type Route = (caller: Caller, body: Body, request: Request) => Promise<Response>;
+type Claimed = { task_id: string; worker_id: string; attempt: number; json: string };
+
+/** A JSON value as a bound text parameter (cast to jsonb in the SQL); null stays NULL. */
+function jsonParam(value: unknown): string | null {
+  return value === undefined || value === null ? null : JSON.stringify(value);
+}
+
+function types(body: Body): string | null {
+  const requested = body.task_types as string[] | undefined;
+  return requested === undefined ? null : JSON.stringify([...new Set(requested)].sort());
+}
+
+async function claimBatch(
+  caller: Caller,
+  workerId: string,
+  count: number,
+  lease: number,
+  taskTypes: string | null,
+): Promise<Claimed[]> {
+  const rows = await query(() =>
+    sql()`
+      select c.task_id, c.worker_id, c.attempt, row_to_json(c)::text as json
+        from (select task_id, params, task_type, project_id, worker_id, attempt, lease_expires_at, ordinal
+                from public.taskclaim_claim_batch(
+                       array_fill(${workerId}::text, array[${count}::integer]), ${caller.userId}::uuid,
+                       ${lease}::integer,
+                       case when ${taskTypes}::text is not null
+                            then array(select jsonb_array_elements_text(${taskTypes}::text::jsonb)) end)) c
+       order by c.ordinal`
+  );
+  return rows.map((row) => ({ ...row, json: withoutOrdinal(row.json) })) as Claimed[];
+}
+
+function withoutOrdinal(text: string): string {
+  const { ordinal: _, ...task } = JSON.parse(text);
+  return JSON.stringify(task);
+}
+
+async function giveBack(caller: Caller, claimed: Claimed[]): Promise<void> {
+  for (const task of claimed) {
+    await query(() =>
+      sql()`select public.taskclaim_release(${task.task_id}::uuid, ${task.worker_id}, ${task.attempt}::integer,
+                                            ${caller.userId}::uuid)`
+    ).catch(() => {}); // taken back already (its lease, an operator)
+  }
+  if (claimed.length) console.info(`released ${claimed.length} task(s) claimed for a client that had gone`);
+}
+
+const claimNextTask: Route = async (caller, body, request) => {
+  const workerId = (body.worker_id as string | undefined) ?? crypto.randomUUID();
+  const lease = leaseSeconds(body.lease_seconds);
+  const claimId = (body.claim_id as string | undefined) ?? null;
+  const taskTypes = types(body);
+  if (claimId !== null && taskTypes !== null) {
+    throw new HttpError(400, "claim_id cannot be combined with task_types");
+  }
+  const wait = waitSeconds(body.wait_seconds);
+  const claim = async (): Promise<Claimed[]> => {
+    if (taskTypes !== null) return await claimBatch(caller, workerId, 1, lease, taskTypes);
+    const rows = await query(() =>
+      sql()`
+        select c.task_id, c.worker_id, c.attempt, row_to_json(c)::text as json
+          from public.taskclaim_claim(${workerId}, ${caller.userId}::uuid, ${lease}::integer,
+                                      ${claimId}::uuid) c`
+    );
+    return rows as unknown as Claimed[];
+  };
+  const claimed = await longPoll(caller.userId, wait, request.signal, claim, (c) => giveBack(caller, c));
+  return claimed.length ? jsonText(claimed[0].json) : noContent();
+};
+
+const claimTasks: Route = async (caller, body, request) => {
+  const workerId = (body.worker_id as string | undefined) ?? crypto.randomUUID();
+  const lease = leaseSeconds(body.lease_seconds);
+  const count = (body.max_tasks as number | undefined) ?? 1;
+  const taskTypes = types(body);
+  const wait = waitSeconds(body.wait_seconds);
+  const claimed = await longPoll(
+    caller.userId,
+    wait,
+    request.signal,
+    () => claimBatch(caller, workerId, count, lease, taskTypes),
+    (c) => giveBack(caller, c),
+  );
+  return claimed.length ? jsonText(`{"tasks":[${claimed.map((c) => c.json).join(",")}]}`) : noContent();
+};
+
+const heartbeat: Route = async (caller, body) => {
+  checkLease(body.lease_seconds);
+  const [row] = await query(() =>
+    sql()`
+      select json_build_object('task_id', ${body.task_id as string}::uuid, 'lease_expires_at',
+               public.taskclaim_heartbeat(${body.task_id as string}::uuid, ${body.worker_id as string},
+                                          ${(body.attempt ?? null) as number | null}::integer,
+                                          ${(body.lease_seconds ?? null) as number | null}::integer,
+                                          ${caller.userId}::uuid))::text as json`
+  );
+  return jsonText(row.json);
+};
+
+const completeTask: Route = async (caller, body) => {
+  const [row] = await query(() =>
+    sql()`
+      select row_to_json(c)::text as json
+        from public.taskclaim_complete(${body.task_id as string}::uuid, ${body.worker_id as string},
+                                       ${(body.attempt ?? null) as number | null}::integer,
+                                       ${jsonParam(body.result)}::text::jsonb,
+                                       ${(body.output_location ?? null) as string | null},
+                                       ${caller.userId}::uuid) c`
+  );
+  return jsonText(row.json);
+};
+
+const failTask: Route = async (caller, body) => {
+  const [row] = await query(() =>
+    sql()`
+      select row_to_json(c)::text as json
+        from public.taskclaim_fail(${body.task_id as string}::uuid, ${body.worker_id as string},
+                                   ${(body.attempt ?? null) as number | null}::integer,
+                                   ${(body.error ?? null) as string | null},
+                                   ${(body.retry ?? false) as boolean}::boolean, ${caller.userId}::uuid) c`
+  );
+  return jsonText(row.json);
+};
+
+const releaseTask: Route = async (caller, body) => {
+  await query(() =>
+    sql()`
+      select public.taskclaim_release(${body.task_id as string}::uuid, ${body.worker_id as string},
+                                      ${(body.attempt ?? null) as number | null}::integer,
+                                      ${caller.userId}::uuid)`
+  );
+  return json({ task_id: body.task_id, status: "Queued" });
+};
+
+const createTask: Route = async (caller, body) => {
+  const [row] = await query(() =>
+    sql()`
+      select c.created, row_to_json(c)::text as json
+        from public.taskclaim_create_task(${body.project_id as string}::uuid, ${body.task_type as string},
+                                          ${jsonParam(body.params ?? {})}::text::jsonb,
+                                          ${(body.dependant_on ?? null) as string | null}::uuid,
+                                          ${(body.idempotency_key ?? null) as string | null},
+                                          ${caller.userId}::uuid,
+                                          ${(body.max_attempts ??
+      LIMITS.DEFAULT_MAX_ATTEMPTS) as number}::integer
+                                         ) c`
+  );
+  return jsonText(row.json, row.created ? 201 : 200);
+};
+
+const COUNTS = ["queued", "blocked", "in_progress", "complete", "failed", "cancelled"] as const;
+
+const taskCounts: Route = async (caller) => {
+  const [row] = await query(() =>
+    sql()`
+      select coalesce(json_agg(c), '[]')::text as json
+        from public.taskclaim_task_counts(${caller.userId}::uuid) c`
+  );
+  const byType = JSON.parse(row.json) as Record<string, number>[];
+  const totals = Object.fromEntries(COUNTS.map((k) => [k, byType.reduce((sum, r) => sum + r[k], 0)]));
+  return json({ totals, by_task_type: byType });
+};
+
+export const ROUTES: Record<FunctionName, Route> = {
+  "claim-next-task": claimNextTask,
+  "claim-tasks": claimTasks,
+  "heartbeat": heartbeat,
+  "complete-task": completeTask,
+  "fail-task": failTask,
+  "release-task": releaseTask,
+  "create-task": createTask,
+  "task-counts": taskCounts,
+};

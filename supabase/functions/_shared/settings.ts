@@ -1,0 +1,43 @@
+// The service's settings that the functions honour, by the same environment names as taskclaim serve.
+
+import { HttpError } from "./http.ts";
+import { LIMITS } from "./body.ts";
+
+/** A number from the environment, or ``fallback`` when it is unset or not a number >= 0. */
+export function setting(name: string, fallback: number): number {
+  const raw = Deno.env.get(name);
+  const value = raw ? Number(raw) : NaN;
+  return Number.isFinite(value) && value >= 0 ? value : fallback;
+}
+
+const MAX_LEASE = Math.min(
+  setting("TASKCLAIM_MAX_LEASE_SECONDS", LIMITS.MAX_LEASE_SECONDS),
+  LIMITS.MAX_LEASE_SECONDS,
+);
+const DEFAULT_LEASE = setting("TASKCLAIM_LEASE_SECONDS", LIMITS.DEFAULT_LEASE_SECONDS);
+const MAX_WAIT = Math.min(
+  setting("TASKCLAIM_MAX_WAIT_SECONDS", LIMITS.MAX_WAIT_SECONDS),
+  LIMITS.MAX_WAIT_SECONDS,
+);
+
+/** The lease of a claim: the requested one within this deployment's maximum, else the default. */
+export function leaseSeconds(requested: unknown): number {
+  checkLease(requested);
+  return requested === undefined ? Math.min(DEFAULT_LEASE, MAX_LEASE) : requested as number;
+}
+
+export function checkLease(requested: unknown): void {
+  if (typeof requested === "number" && requested > MAX_LEASE) {
+    throw new HttpError(400, `lease_seconds: Expected \`int\` <= ${MAX_LEASE}`);
+  }
+}
+
+export function waitSeconds(requested: unknown): number {
+  if (typeof requested === "number" && requested > MAX_WAIT) {
+    throw new HttpError(400, `wait_seconds: Expected \`float\` <= ${MAX_WAIT}`);
+  }
+  return (requested as number | undefined) ?? 0;
+}
+
+/** How long a personal access token's look-up is cached (a revoked token works this long). */
+export const TOKEN_CACHE_SECONDS = setting("TASKCLAIM_TOKEN_CACHE_SECONDS", 10);
