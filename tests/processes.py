@@ -71,6 +71,8 @@ class TaskclaimProcess:
 class ServiceProcess(TaskclaimProcess):
     """``taskclaim serve`` on a free port, ready once ``/health`` answers 200."""
 
+    runtime = "python"
+
     def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
         self.port = port or free_port()
         super().__init__(["serve", "--host", "127.0.0.1", "--port", str(self.port)], env, log_path)

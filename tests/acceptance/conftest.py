@@ -1,4 +1,10 @@
-"""A real ``taskclaim serve`` for the acceptance tests, and the credentials it accepts.
+"""The servers of the acceptance tests, and the credentials they accept.
+
+Two runtimes serve one HTTP contract: ``taskclaim serve`` (``service``) and the Deno Edge Functions of
+``supabase/functions`` (``edge``, under ``./dev edge``'s router). A test that takes ``server`` or ``http``
+runs against both; one marked ``python_only`` is about what only the Python service does (coalescing,
+``/metrics``, the dashboard, its own reaper, ...) and runs against it alone. Tests that take ``service``
+are about the Python service only.
 
 The JWKS server here stands in for Supabase Auth, a third-party service that cannot run on this
 machine: it only serves the public half of a key pair the tests make, as Supabase serves its JWKS.
@@ -6,6 +12,7 @@ machine: it only serves the public half of a key pair the tests make, as Supabas
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -22,8 +29,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from taskclaim import migrations
+from tests.edge import EdgeProcess
 from tests.helpers import create_database, drop_database
-from tests.processes import ServiceProcess
+from tests.processes import ServiceProcess, free_port
+
+Server = ServiceProcess | EdgeProcess
+RUNTIMES = ("python", "edge")
 
 SERVICE_KEY = "test-service-role-key-" + "s" * 20
 SECRET_KEY = "sb_secret_test_" + "k" * 24
@@ -124,6 +135,59 @@ def service(db_url: str, jwks_url: str, tmp_path_factory: pytest.TempPathFactory
     assert process.stop() == 0, process.log()
 
 
+@contextlib.contextmanager
+def cron_reaper(db_url: str, interval: float) -> Iterator[None]:
+    """What ``pg_cron`` does on Supabase for the Edge Functions (README, "Deploy on Supabase"): call
+    ``taskclaim_reap`` every ``interval`` seconds. The embedded PostgreSQL has no pg_cron, so a thread of
+    the test process runs the same statement."""
+    stop = threading.Event()
+
+    def run() -> None:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            while not stop.wait(interval):
+                conn.execute("select public.taskclaim_reap(1000)")
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def edge(db_url: str, jwks_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
+    """The Edge Functions on the same database as ``service``, with the same keys and secrets."""
+    directory = tmp_path_factory.mktemp("edge")
+    env = {**service_env(db_url, jwks_url, directory), "SUPABASE_DB_URL": db_url}
+    process = EdgeProcess(env, directory / "edge.log", free_port()).start()
+    with cron_reaper(db_url, 0.5):
+        yield process
+    process.stop()
+    assert "unhandled error" not in process.log(), process.log()
+
+
+@pytest.fixture(scope="session", params=RUNTIMES)
+def server(request: pytest.FixtureRequest) -> Server:
+    """Each runtime of the contract in turn: the Python service, then the Edge Functions."""
+    found: Server = request.getfixturevalue("service" if request.param == "python" else "edge")
+    return found
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A ``python_only`` test is not collected for the Edge Functions (deselected, not skipped)."""
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_edge = callspec is not None and callspec.params.get("server") == "edge"
+        (drop if on_edge and item.get_closest_marker("python_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def broken_db_url(pg_server_url: str) -> Iterator[str]:
     """A database whose service-side claim raises an unexpected error; the plan's RPC still works."""
@@ -151,8 +215,8 @@ def broken_service(
 
 
 @pytest.fixture
-def http(service: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.url, timeout=30) as client:
+def http(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
 
 

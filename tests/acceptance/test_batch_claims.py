@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from taskclaim.client import ClientError, TaskClient
-from tests.acceptance.conftest import SERVICE_KEY, Credentials, bearer
+from tests.acceptance.conftest import SERVICE_KEY, Credentials, Server, bearer
 from tests.acceptance.test_long_poll_and_metrics import claim_in_background
 from tests.helpers import Conn, long_polls_waiting, make_project, make_task, make_tasks, status_counts, task
-from tests.processes import ServiceProcess, free_port
+from tests.processes import free_port
 
 CLAIM_TASKS = "/functions/v1/claim-tasks"
 CLAIM_URL = "/functions/v1/claim-next-task"
@@ -56,10 +56,10 @@ def test_bad_max_tasks_is_400_and_claims_nothing(db: Conn, http: httpx.Client, m
     assert status_counts(db) == {"Queued": 2}
 
 
-def test_a_waiting_batch_is_woken_by_a_new_task(db: Conn, service: ServiceProcess) -> None:
+def test_a_waiting_batch_is_woken_by_a_new_task(db: Conn, server: Server) -> None:
     project = make_project(db)
-    thread, result = claim_in_background(service, {"max_tasks": 5, "wait_seconds": 30}, path=CLAIM_TASKS)
-    long_polls_waiting(service.url)
+    thread, result = claim_in_background(server, {"max_tasks": 5, "wait_seconds": 30}, path=CLAIM_TASKS)
+    long_polls_waiting(server.url)
     task_id = make_task(db, project)
     thread.join(40)
     response = result["response"]
@@ -70,10 +70,10 @@ def test_a_waiting_batch_is_woken_by_a_new_task(db: Conn, service: ServiceProces
 
 @pytest.mark.edge
 def test_claim_many_on_the_edge_then_on_the_rpc_path_and_completes_fenced(
-    db: Conn, db_url: str, service: ServiceProcess
+    db: Conn, db_url: str, server: Server
 ) -> None:
     ids = oldest_first(db, make_project(db), 6)
-    with TaskClient(service.url + CLAIM_URL, SERVICE_KEY, database_url=db_url) as client:
+    with TaskClient(server.url + CLAIM_URL, SERVICE_KEY, database_url=db_url) as client:
         edge = client.claim_many(3, worker_id="edge-w", lease_seconds=60)
         assert client.last_path == "edge"
     closed = f"http://127.0.0.1:{free_port()}{CLAIM_URL}"
@@ -88,11 +88,9 @@ def test_claim_many_on_the_edge_then_on_the_rpc_path_and_completes_fenced(
     assert status_counts(db) == {"Complete": 1, "In Progress": 5}
 
 
-def test_claim_many_refused_is_an_error_not_a_fallback(
-    db: Conn, db_url: str, service: ServiceProcess
-) -> None:
+def test_claim_many_refused_is_an_error_not_a_fallback(db: Conn, db_url: str, server: Server) -> None:
     make_tasks(db, make_project(db), 2)
-    with TaskClient(service.url + CLAIM_URL, SERVICE_KEY, database_url=db_url) as client:
+    with TaskClient(server.url + CLAIM_URL, SERVICE_KEY, database_url=db_url) as client:
         with pytest.raises(ClientError) as raised:
             client.claim_many(1000)
         assert raised.value.status == 400
@@ -102,9 +100,7 @@ def test_claim_many_refused_is_an_error_not_a_fallback(
 
 @pytest.mark.edge
 @pytest.mark.slow
-def test_batching_clients_on_both_paths_claim_each_task_once(
-    db: Conn, db_url: str, service: ServiceProcess
-) -> None:
+def test_batching_clients_on_both_paths_claim_each_task_once(db: Conn, db_url: str, server: Server) -> None:
     expected = {str(t) for t in make_tasks(db, make_project(db), 1500)}
     claimed: list[str] = []
     lock = threading.Lock()
@@ -116,7 +112,7 @@ def test_batching_clients_on_both_paths_claim_each_task_once(
                     claimed.extend(t.task_id for t in batch)
 
     closed = f"http://127.0.0.1:{free_port()}{CLAIM_URL}"
-    urls = [service.url + CLAIM_URL] * 4 + [closed] * 4
+    urls = [server.url + CLAIM_URL] * 4 + [closed] * 4
     threads = [threading.Thread(target=run, args=(url,)) for url in urls]
     for thread in threads:
         thread.start()

@@ -10,10 +10,10 @@ import pytest
 
 from taskclaim.client import TaskClient
 from taskclaim.worker import Worker, WorkerConfig
-from tests.acceptance.conftest import SERVICE_KEY, bearer
+from tests.acceptance.conftest import SERVICE_KEY, Server, bearer
 from tests.acceptance.test_worker import ECHO, worker
 from tests.helpers import Conn, make_project, make_task, status_counts, task
-from tests.processes import ServiceProcess, free_port
+from tests.processes import free_port
 
 CLAIM_URL = "/functions/v1/claim-next-task"
 
@@ -68,11 +68,9 @@ def test_bad_task_types_are_400_and_claim_nothing(
 
 
 @pytest.mark.edge
-def test_the_client_filters_on_the_edge_and_on_the_rpc_path(
-    db: Conn, db_url: str, service: ServiceProcess
-) -> None:
+def test_the_client_filters_on_the_edge_and_on_the_rpc_path(db: Conn, db_url: str, server: Server) -> None:
     ids = mixed_queue(db)
-    with TaskClient(service.url + CLAIM_URL, SERVICE_KEY, database_url=db_url) as client:
+    with TaskClient(server.url + CLAIM_URL, SERVICE_KEY, database_url=db_url) as client:
         edge = client.claim(task_types=["render"])
         assert client.last_path == "edge"
     closed = f"http://127.0.0.1:{free_port()}{CLAIM_URL}"
@@ -84,10 +82,10 @@ def test_the_client_filters_on_the_edge_and_on_the_rpc_path(
 
 
 def test_a_python_worker_claims_only_the_types_it_has_handlers_for(
-    db: Conn, db_url: str, service: ServiceProcess
+    db: Conn, db_url: str, server: Server
 ) -> None:
     ids = mixed_queue(db)
-    with TaskClient(service.url + CLAIM_URL, SERVICE_KEY, database_url=db_url) as client:
+    with TaskClient(server.url + CLAIM_URL, SERVICE_KEY, database_url=db_url) as client:
         python_worker = Worker(client, WorkerConfig(exit_when_empty=True, worker_id="py", concurrency=2))
 
         @python_worker.handler("render")
@@ -104,10 +102,10 @@ def test_a_python_worker_claims_only_the_types_it_has_handlers_for(
         assert (task(db, task_id)["status"], task(db, task_id)["attempts"]) == ("Queued", 0)
 
 
-def test_worker_task_type_flag(db: Conn, service: ServiceProcess, tmp_path: Path) -> None:
+def test_worker_task_type_flag(db: Conn, server: Server, tmp_path: Path) -> None:
     ids = mixed_queue(db)
     process = worker(
-        service,
+        server,
         tmp_path,
         "typed",
         ECHO,

@@ -15,7 +15,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from taskclaim import migrations
-from tests.acceptance.conftest import bearer, service_env
+from tests.acceptance.conftest import Server, bearer, service_env
 from tests.helpers import Conn, create_database, drop_database, make_project, make_task, personal_token
 from tests.processes import ServiceProcess
 
@@ -70,7 +70,7 @@ def test_deleting_the_auth_user_ends_their_tokens_projects_and_tasks(
 
 
 def test_taskclaim_user_delete_does_the_same_on_plain_postgresql(
-    db: Conn, db_url: str, service: ServiceProcess
+    db: Conn, db_url: str, server: Server
 ) -> None:
     user, other = uuid.uuid4(), uuid.uuid4()
     make_task(db, make_project(db, user))
@@ -88,5 +88,5 @@ def test_taskclaim_user_delete_does_the_same_on_plain_postgresql(
     assert db.execute("select id from public.tasks").fetchall() == [{"id": kept}]
     # The service may hold the token's look-up for TASKCLAIM_TOKEN_CACHE_SECONDS (10 s here); a token it
     # never saw is refused at once.
-    with httpx.Client(base_url=service.url, timeout=10) as http:
+    with httpx.Client(base_url=server.url, timeout=10) as http:
         assert http.post(CLAIM, headers=bearer(token)).status_code == 403

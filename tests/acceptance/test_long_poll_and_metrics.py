@@ -11,21 +11,20 @@ import uuid
 import httpx
 import pytest
 
-from tests.acceptance.conftest import SERVICE_KEY, Credentials, bearer
+from tests.acceptance.conftest import SERVICE_KEY, Credentials, Server, bearer
 from tests.helpers import Conn, long_polls_waiting, make_project, make_task, status_counts, task
-from tests.processes import ServiceProcess
 
 CLAIM = "/functions/v1/claim-next-task"
 
 
 def claim_in_background(  # type: ignore[no-untyped-def]
-    service: ServiceProcess, body: dict[str, object], token: str = SERVICE_KEY, path: str = CLAIM
+    server: Server, body: dict[str, object], token: str = SERVICE_KEY, path: str = CLAIM
 ):
     result: dict[str, object] = {}
 
     def run() -> None:
         started = time.monotonic()
-        with httpx.Client(base_url=service.url, timeout=60) as client:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
             result["response"] = client.post(path, json=body, headers=bearer(token))
         result["seconds"] = time.monotonic() - started
 
@@ -34,10 +33,10 @@ def claim_in_background(  # type: ignore[no-untyped-def]
     return thread, result
 
 
-def test_a_waiting_claim_is_woken_by_a_new_task(db: Conn, service: ServiceProcess) -> None:
+def test_a_waiting_claim_is_woken_by_a_new_task(db: Conn, server: Server) -> None:
     project = make_project(db)
-    thread, result = claim_in_background(service, {"wait_seconds": 30})
-    long_polls_waiting(service.url)
+    thread, result = claim_in_background(server, {"wait_seconds": 30})
+    long_polls_waiting(server.url)
     task_id = make_task(db, project)
     thread.join(40)
     response = result["response"]
@@ -47,13 +46,13 @@ def test_a_waiting_claim_is_woken_by_a_new_task(db: Conn, service: ServiceProces
     assert result["seconds"] < 4.0
 
 
-def test_a_waiting_claim_is_woken_when_a_parent_completes(db: Conn, service: ServiceProcess) -> None:
+def test_a_waiting_claim_is_woken_when_a_parent_completes(db: Conn, server: Server) -> None:
     project = make_project(db)
     parent = make_task(db, project)
     db.execute("update tasks set status = 'In Progress' where id = %s", (parent,))
     child = make_task(db, project, dependant_on=parent)
-    thread, result = claim_in_background(service, {"wait_seconds": 30})
-    long_polls_waiting(service.url)
+    thread, result = claim_in_background(server, {"wait_seconds": 30})
+    long_polls_waiting(server.url)
     db.execute("update tasks set status = 'Complete' where id = %s", (parent,))
     thread.join(40)
     response = result["response"]
@@ -68,10 +67,10 @@ def test_a_wait_with_nothing_to_claim_ends_in_204(http: httpx.Client) -> None:
     assert time.monotonic() - started >= 1.0
 
 
-def test_a_waiting_user_is_not_given_another_users_task(db: Conn, service: ServiceProcess) -> None:
+def test_a_waiting_user_is_not_given_another_users_task(db: Conn, server: Server) -> None:
     alice, bob = uuid.uuid4(), uuid.uuid4()
-    thread, result = claim_in_background(service, {"wait_seconds": 2}, Credentials.user_jwt(alice))
-    long_polls_waiting(service.url)
+    thread, result = claim_in_background(server, {"wait_seconds": 2}, Credentials.user_jwt(alice))
+    long_polls_waiting(server.url)
     bobs = make_task(db, make_project(db, bob))
     thread.join(10)
     response = result["response"]
@@ -92,6 +91,7 @@ def metric(text: str, name: str) -> float:
     return float(match.group(1))
 
 
+@pytest.mark.python_only
 def test_metrics_count_requests_and_read_the_queue(db: Conn, http: httpx.Client) -> None:
     project = make_project(db)
     for _ in range(3):
@@ -110,6 +110,7 @@ def test_metrics_count_requests_and_read_the_queue(db: Conn, http: httpx.Client)
     assert 'taskclaim_http_request_seconds_bucket{route="claim-next-task",le="+Inf"}' in text
 
 
+@pytest.mark.python_only
 def test_the_dashboard_page_is_served(http: httpx.Client) -> None:
     response = http.get("/")
     assert response.status_code == 200
@@ -118,19 +119,17 @@ def test_the_dashboard_page_is_served(http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("function", ["claim-next-task", "claim-tasks"])
-def test_a_long_poll_whose_client_went_away_claims_nothing(
-    db: Conn, service: ServiceProcess, function: str
-) -> None:
+def test_a_long_poll_whose_client_went_away_claims_nothing(db: Conn, server: Server, function: str) -> None:
     body = b'{"wait_seconds": 30}'
     request = (
         f"POST /functions/v1/{function} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SERVICE_KEY}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
-    host, port = service.url.removeprefix("http://").split(":")
+    host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as client:
         client.sendall(request)
-        long_polls_waiting(service.url)  # the service waits for a task on this client's behalf
-    long_polls_waiting(service.url, 0)  # the client has gone, and so has the wait
+        long_polls_waiting(server.url)  # the service waits for a task on this client's behalf
+    long_polls_waiting(server.url, 0)  # the client has gone, and so has the wait
     task_id = make_task(db, make_project(db))  # would wake the waiter, had it not ended
     time.sleep(0.5)  # a waiter still there would claim it within milliseconds
     row = task(db, task_id)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.conftest import SERVICE_KEY, service_env
+from tests.acceptance.conftest import SERVICE_KEY, Server, service_env
 from tests.helpers import Conn, make_project, make_task, status_counts, task
 from tests.processes import ServiceProcess, TaskclaimProcess, free_port
 
@@ -25,11 +25,11 @@ SCRIPT = (
 ECHO = f"{shlex.quote(sys.executable)} -c {shlex.quote(SCRIPT)}"
 
 
-def worker(service: ServiceProcess, tmp_path: Path, name: str, command: str, *extra: str) -> TaskclaimProcess:
+def worker(server: Server, tmp_path: Path, name: str, command: str, *extra: str) -> TaskclaimProcess:
     args = [
         "worker",
         "--url",
-        service.url + "/functions/v1/claim-next-task",
+        server.url + "/functions/v1/claim-next-task",
         "--token",
         SERVICE_KEY,
         "--exec",
@@ -59,11 +59,11 @@ def wait_for_claim(db: Conn, worker_id: str, timeout: float = 30) -> dict[str, o
 
 @pytest.mark.slow
 def test_three_exec_workers_complete_fifty_tasks_with_their_stdout(
-    db: Conn, service: ServiceProcess, tmp_path: Path
+    db: Conn, server: Server, tmp_path: Path
 ) -> None:
     project = make_project(db)
     ids = [make_task(db, project, params={"n": n}) for n in range(50)]
-    workers = [worker(service, tmp_path, f"w{i}", ECHO, "--exit-when-empty") for i in range(3)]
+    workers = [worker(server, tmp_path, f"w{i}", ECHO, "--exit-when-empty") for i in range(3)]
     assert [w.wait(120) for w in workers] == [0, 0, 0], [w.log() for w in workers]
     assert status_counts(db) == {"Complete": 50}
     for n, task_id in enumerate(ids):
@@ -150,9 +150,9 @@ def test_twenty_sigkilled_workers_lose_no_task_and_never_share_one(
 
 
 def test_an_idle_worker_long_polls_and_starts_a_new_task_at_once(
-    db: Conn, service: ServiceProcess, tmp_path: Path
+    db: Conn, server: Server, tmp_path: Path
 ) -> None:
-    process = worker(service, tmp_path, "idle", "echo started", "--poll-interval", "30")
+    process = worker(server, tmp_path, "idle", "echo started", "--poll-interval", "30")
     try:
         time.sleep(1.5)  # the worker is now waiting in a long poll with nothing queued
         task_id = make_task(db, make_project(db))
@@ -166,12 +166,10 @@ def test_an_idle_worker_long_polls_and_starts_a_new_task_at_once(
         assert process.wait(60) == 0, process.log()
 
 
-def test_free_slots_are_claimed_in_one_call(db: Conn, service: ServiceProcess, tmp_path: Path) -> None:
+def test_free_slots_are_claimed_in_one_call(db: Conn, server: Server, tmp_path: Path) -> None:
     project = make_project(db)
     ids = [make_task(db, project, params={"n": n}) for n in range(3)]
-    process = worker(
-        service, tmp_path, "slots", "sleep 1; echo ok", "--concurrency", "3", "--exit-when-empty"
-    )
+    process = worker(server, tmp_path, "slots", "sleep 1; echo ok", "--concurrency", "3", "--exit-when-empty")
     assert process.wait(60) == 0, process.log()
     rows = [task(db, task_id) for task_id in ids]
     assert {row["status"] for row in rows} == {"Complete"}
