@@ -62,3 +62,27 @@ def db(db_url: str) -> Iterator[psycopg.Connection[DictRow]]:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of the Supabase CLI need its binary (TASKCLAIM_SUPABASE_CLI, installed by .ci/run): without
+    it they are deselected, and the summary says so, rather than skipped."""
+    if os.environ.get("TASKCLAIM_SUPABASE_CLI"):
+        return
+    drop = [item for item in items if item.get_closest_marker("supabase_cli")]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if item not in drop]
+        config.stash[_CLI_DESELECTED] = len(drop)
+
+
+_CLI_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    count = config.stash.get(_CLI_DESELECTED, 0)
+    if count:
+        terminalreporter.write_line(
+            f"{count} Supabase CLI test(s) not run: set TASKCLAIM_SUPABASE_CLI to a supabase binary "
+            "(.ci/run installs one) and DATABASE_URL to a PostgreSQL over TCP"
+        )
