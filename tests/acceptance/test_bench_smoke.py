@@ -44,3 +44,19 @@ def test_every_benchmark_step_produces_figures(tmp_path: Path, repo_root: Path) 
     text = out.read_text()
     assert text.startswith("# kept\n") and text.rstrip().endswith("analysis kept")  # the analysis survives
     assert "STALE FIGURES" not in text and "## Targets" in text
+
+
+@pytest.mark.slow
+def test_the_edge_benchmark_measures_both_runtimes(repo_root: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.edge", "--seconds", "1", "--rounds", "1", "--connections", "2"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    for runtime in ("python", "edge"):
+        [row] = figures[runtime]
+        assert row["claimed"] > 0 and row["non_2xx"] == 0, (runtime, row)
