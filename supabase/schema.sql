@@ -138,6 +138,38 @@ $$;
 
 
 --
+-- Name: taskclaim_cancel_task(uuid, text, uuid); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.taskclaim_cancel_task(p_task_id uuid, p_reason text DEFAULT NULL::text, p_user_id uuid DEFAULT NULL::uuid) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_status public.task_status;
+begin
+  if length(p_reason) not between 1 and 8192 then
+    raise exception 'reason must be a string of 1 to 8192 characters' using errcode = 'TC400';
+  end if;
+  update public.tasks t
+     set status = 'Cancelled', error = coalesce(p_reason, 'cancelled by an operator'), blocked = false,
+         claim_id = null, lease_expires_at = null, generation_processed_at = now(), updated_at = now()
+   where t.id = p_task_id and t.status in ('Queued', 'In Progress')
+     and (p_user_id is null or t.user_id = p_user_id);
+  if not found then
+    select t.status into v_status
+      from public.tasks t where t.id = p_task_id and (p_user_id is null or t.user_id = p_user_id);
+    if not found then
+      raise exception 'task % not found', p_task_id using errcode = 'TC404';
+    end if;
+    raise exception 'task % has already ended (%)', p_task_id, v_status using errcode = 'TC409';
+  end if;
+  return public.taskclaim_get_task(p_task_id, p_user_id);
+end
+$$;
+
+
+--
 -- Name: taskclaim_check_claim(text[], integer, text[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -573,6 +605,28 @@ $$;
 
 
 --
+-- Name: taskclaim_get_task(uuid, uuid); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.taskclaim_get_task(p_task_id uuid, p_user_id uuid DEFAULT NULL::uuid) RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_json text;
+begin
+  select public.taskclaim_task_json(t, true)::text into v_json
+    from public.tasks t
+   where t.id = p_task_id and (p_user_id is null or t.user_id = p_user_id);
+  if v_json is null then
+    raise exception 'task % not found', p_task_id using errcode = 'TC404';
+  end if;
+  return v_json;
+end
+$$;
+
+
+--
 -- Name: taskclaim_heartbeat(uuid, text, integer, integer, uuid); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -622,6 +676,65 @@ CREATE FUNCTION public.taskclaim_json_problem(p_value jsonb) RETURNS text
                       && (@.floor() == @ || @ > 1.7976931348623157e308 || @ < -1.7976931348623157e308))'
     ) then 'has an integer outside ±9007199254740991'
   end
+$_$;
+
+
+--
+-- Name: taskclaim_list_tasks(uuid, public.task_status, text, uuid, text, boolean, text, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.taskclaim_list_tasks(p_user_id uuid DEFAULT NULL::uuid, p_status public.task_status DEFAULT NULL::public.task_status, p_task_type text DEFAULT NULL::text, p_project_id uuid DEFAULT NULL::uuid, p_worker_id text DEFAULT NULL::text, p_oldest_first boolean DEFAULT false, p_cursor text DEFAULT NULL::text, p_limit integer DEFAULT 50) RETURNS TABLE(cursor text, task text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  v_after_at timestamptz;
+  v_after_id uuid;
+  v_sql text;
+  v_order text := case when p_oldest_first then 'asc' else 'desc' end;
+  v_cmp text := case when p_oldest_first then '>' else '<' end;
+begin
+  if p_limit is null or p_limit not between 1 and 500 then
+    raise exception 'limit must be from 1 to 500' using errcode = 'TC400';
+  end if;
+  if length(p_task_type) not between 1 and 200 or length(p_worker_id) not between 1 and 200 then
+    raise exception 'task_type and worker_id must be strings of 1 to 200 characters' using errcode = 'TC400';
+  end if;
+  if p_cursor is not null then
+    if p_cursor !~ '^-?\d{1,20}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+      raise exception 'cursor is not one this function returned' using errcode = 'TC400';
+    end if;
+    v_after_at := timestamptz 'epoch' + (split_part(p_cursor, ':', 1) || ' microseconds')::interval;
+    v_after_id := split_part(p_cursor, ':', 2)::uuid;
+  end if;
+  v_sql := 'select ((extract(epoch from t.created_at) * 1000000)::bigint)::text || '':'' || t.id::text,'
+        || ' public.taskclaim_task_json(t, false)::text from public.tasks t where true';
+  if p_user_id is not null then
+    -- A range, and user_id in the ORDER BY, so that only tasks_user_created_idx gives the order.
+    v_sql := v_sql || ' and t.user_id >= $1 and t.user_id <= $1';
+  end if;
+  if p_status is not null then
+    v_sql := v_sql || ' and t.status = $2';
+  end if;
+  if p_task_type is not null then
+    v_sql := v_sql || ' and t.task_type = $3';
+  end if;
+  if p_project_id is not null then
+    v_sql := v_sql || ' and t.project_id = $4';
+  end if;
+  if p_worker_id is not null then
+    v_sql := v_sql || ' and t.worker_id = $5';
+  end if;
+  if p_cursor is not null then
+    v_sql := v_sql || format(' and (t.created_at, t.id) %s ($6, $7)', v_cmp);
+  end if;
+  v_sql := v_sql || case when p_user_id is not null
+                         then format(' order by t.user_id %1$s, t.created_at %1$s, t.id %1$s', v_order)
+                         else format(' order by t.created_at %1$s, t.id %1$s', v_order) end
+        || ' limit $8';
+  return query execute v_sql
+    using p_user_id, p_status, p_task_type, p_project_id, p_worker_id, v_after_at, v_after_id, p_limit;
+end
 $_$;
 
 
@@ -735,6 +848,63 @@ $$;
 
 
 --
+-- Name: taskclaim_retry_task(uuid, uuid); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.taskclaim_retry_task(p_task_id uuid, p_user_id uuid DEFAULT NULL::uuid) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_task public.tasks;
+  v_parent public.task_status;
+  v_revived integer;
+begin
+  select * into v_task
+    from public.tasks t
+   where t.id = p_task_id and (p_user_id is null or t.user_id = p_user_id)
+   for update;
+  if not found then
+    raise exception 'task % not found', p_task_id using errcode = 'TC404';
+  end if;
+  if v_task.status not in ('Failed', 'Cancelled') then
+    raise exception 'task % is %: only a Failed or Cancelled task can be retried', p_task_id, v_task.status
+      using errcode = 'TC409';
+  end if;
+  if v_task.dependant_on is not null then
+    select t.status into v_parent from public.tasks t where t.id = v_task.dependant_on;
+    if v_parent in ('Failed', 'Cancelled') then
+      raise exception 'task % depends on task %, which is %: retry that one first',
+        p_task_id, v_task.dependant_on, v_parent using errcode = 'TC409';
+    end if;
+  end if;
+  -- The dependants first, while they are still Cancelled (the root's update would not touch them).
+  with recursive revived(id) as (
+    select d.id from public.tasks d
+     where d.dependant_on = p_task_id and d.status = 'Cancelled'
+       and d.error = format('dependency %s is %s', p_task_id, v_task.status)
+    union all
+    select d.id from public.tasks d join revived r on d.dependant_on = r.id
+     where d.status = 'Cancelled' and d.error = format('dependency %s is Cancelled', r.id)
+  )
+  update public.tasks t
+     set status = 'Queued', blocked = true, attempts = 0, error = null, result = null, worker_id = null,
+         claim_id = null, lease_expires_at = null, generation_started_at = null,
+         generation_processed_at = null, updated_at = now()
+    from revived r where t.id = r.id;
+  get diagnostics v_revived = row_count;
+  update public.tasks t
+     set status = 'Queued', blocked = coalesce(v_parent <> 'Complete', false), attempts = 0, error = null,
+         result = null, worker_id = null, claim_id = null, lease_expires_at = null,
+         generation_started_at = null, generation_processed_at = null, updated_at = now()
+   where t.id = p_task_id;
+  return (public.taskclaim_get_task(p_task_id, p_user_id)::jsonb
+          || jsonb_build_object('dependants_requeued', v_revived))::text;
+end
+$$;
+
+
+--
 -- Name: taskclaim_task_counts(uuid); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -753,6 +923,64 @@ CREATE FUNCTION public.taskclaim_task_counts(p_user_id uuid DEFAULT NULL::uuid) 
    where p_user_id is null or t.user_id = p_user_id
    group by t.task_type
    order by t.task_type
+$$;
+
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: tasks; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.tasks (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    task_type text NOT NULL,
+    params jsonb DEFAULT '{}'::jsonb NOT NULL,
+    status public.task_status DEFAULT 'Queued'::public.task_status NOT NULL,
+    project_id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    dependant_on uuid,
+    blocked boolean DEFAULT false NOT NULL,
+    worker_id text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    generation_started_at timestamp with time zone,
+    generation_processed_at timestamp with time zone,
+    attempts integer DEFAULT 0 NOT NULL,
+    max_attempts integer DEFAULT 3 NOT NULL,
+    lease_expires_at timestamp with time zone,
+    claim_id uuid,
+    idempotency_key text,
+    error text,
+    result jsonb,
+    output_location text,
+    CONSTRAINT tasks_max_attempts_check CHECK ((max_attempts >= 1))
+)
+WITH (vacuum_index_cleanup='on', autovacuum_vacuum_scale_factor='0.02', autovacuum_analyze_scale_factor='0.05');
+
+
+--
+-- Name: taskclaim_task_json(public.tasks, boolean); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.taskclaim_task_json(p_task public.tasks, p_with_payload boolean) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+  select jsonb_build_object(
+    'task_id', p_task.id, 'status', p_task.status, 'task_type', p_task.task_type,
+    'project_id', p_task.project_id, 'user_id', p_task.user_id, 'dependant_on', p_task.dependant_on,
+    'blocked', p_task.blocked, 'attempts', p_task.attempts, 'max_attempts', p_task.max_attempts,
+    'error', p_task.error, 'output_location', p_task.output_location, 'worker_id', p_task.worker_id,
+    'lease_expires_at', p_task.lease_expires_at, 'idempotency_key', p_task.idempotency_key,
+    'created_at', p_task.created_at, 'updated_at', p_task.updated_at,
+    'generation_started_at', p_task.generation_started_at,
+    'generation_processed_at', p_task.generation_processed_at)
+  || case when p_with_payload
+          then jsonb_build_object('params', p_task.params, 'result', p_task.result)
+          else '{}'::jsonb end
 $$;
 
 
@@ -849,10 +1077,6 @@ CREATE FUNCTION public.taskclaim_token_user(p_jti_hash text) RETURNS TABLE(user_
 $$;
 
 
-SET default_tablespace = '';
-
-SET default_table_access_method = heap;
-
 --
 -- Name: projects; Type: TABLE; Schema: public; Owner: -
 --
@@ -863,37 +1087,6 @@ CREATE TABLE public.projects (
     name text,
     created_at timestamp with time zone DEFAULT now() NOT NULL
 );
-
-
---
--- Name: tasks; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.tasks (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    task_type text NOT NULL,
-    params jsonb DEFAULT '{}'::jsonb NOT NULL,
-    status public.task_status DEFAULT 'Queued'::public.task_status NOT NULL,
-    project_id uuid NOT NULL,
-    user_id uuid NOT NULL,
-    dependant_on uuid,
-    blocked boolean DEFAULT false NOT NULL,
-    worker_id text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    generation_started_at timestamp with time zone,
-    generation_processed_at timestamp with time zone,
-    attempts integer DEFAULT 0 NOT NULL,
-    max_attempts integer DEFAULT 3 NOT NULL,
-    lease_expires_at timestamp with time zone,
-    claim_id uuid,
-    idempotency_key text,
-    error text,
-    result jsonb,
-    output_location text,
-    CONSTRAINT tasks_max_attempts_check CHECK ((max_attempts >= 1))
-)
-WITH (vacuum_index_cleanup='on', autovacuum_vacuum_scale_factor='0.02', autovacuum_analyze_scale_factor='0.05');
 
 
 --
@@ -960,10 +1153,24 @@ CREATE UNIQUE INDEX tasks_claim_id_key ON public.tasks USING btree (claim_id) WH
 
 
 --
+-- Name: tasks_created_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX tasks_created_idx ON public.tasks USING btree (created_at, id);
+
+
+--
 -- Name: tasks_dependant_on_idx; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX tasks_dependant_on_idx ON public.tasks USING btree (dependant_on) WHERE (dependant_on IS NOT NULL);
+
+
+--
+-- Name: tasks_ended_badly_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX tasks_ended_badly_idx ON public.tasks USING btree (created_at, id) WHERE (status = ANY (ARRAY['Failed'::public.task_status, 'Cancelled'::public.task_status]));
 
 
 --
@@ -1006,6 +1213,13 @@ CREATE INDEX tasks_ready_type_idx ON public.tasks USING btree (task_type, create
 --
 
 CREATE INDEX tasks_ready_user_idx ON public.tasks USING btree (user_id, created_at, id) WHERE ((status = 'Queued'::public.task_status) AND (NOT blocked));
+
+
+--
+-- Name: tasks_user_created_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX tasks_user_created_idx ON public.tasks USING btree (user_id, created_at, id);
 
 
 --
@@ -1147,6 +1361,14 @@ GRANT ALL ON FUNCTION public.func_claim_user_task(p_table_name text, p_worker_id
 
 
 --
+-- Name: FUNCTION taskclaim_cancel_task(p_task_id uuid, p_reason text, p_user_id uuid); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.taskclaim_cancel_task(p_task_id uuid, p_reason text, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.taskclaim_cancel_task(p_task_id uuid, p_reason text, p_user_id uuid) TO service_role;
+
+
+--
 -- Name: FUNCTION taskclaim_check_claim(p_worker_ids text[], p_lease_seconds integer, p_task_types text[]); Type: ACL; Schema: public; Owner: -
 --
 
@@ -1243,6 +1465,14 @@ GRANT ALL ON FUNCTION public.taskclaim_fail(p_task_id uuid, p_worker_id text, p_
 
 
 --
+-- Name: FUNCTION taskclaim_get_task(p_task_id uuid, p_user_id uuid); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.taskclaim_get_task(p_task_id uuid, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.taskclaim_get_task(p_task_id uuid, p_user_id uuid) TO service_role;
+
+
+--
 -- Name: FUNCTION taskclaim_heartbeat(p_task_id uuid, p_worker_id text, p_attempt integer, p_lease_seconds integer, p_user_id uuid); Type: ACL; Schema: public; Owner: -
 --
 
@@ -1256,6 +1486,14 @@ GRANT ALL ON FUNCTION public.taskclaim_heartbeat(p_task_id uuid, p_worker_id tex
 
 REVOKE ALL ON FUNCTION public.taskclaim_json_problem(p_value jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.taskclaim_json_problem(p_value jsonb) TO service_role;
+
+
+--
+-- Name: FUNCTION taskclaim_list_tasks(p_user_id uuid, p_status public.task_status, p_task_type text, p_project_id uuid, p_worker_id text, p_oldest_first boolean, p_cursor text, p_limit integer); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.taskclaim_list_tasks(p_user_id uuid, p_status public.task_status, p_task_type text, p_project_id uuid, p_worker_id text, p_oldest_first boolean, p_cursor text, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.taskclaim_list_tasks(p_user_id uuid, p_status public.task_status, p_task_type text, p_project_id uuid, p_worker_id text, p_oldest_first boolean, p_cursor text, p_limit integer) TO service_role;
 
 
 --
@@ -1297,11 +1535,48 @@ GRANT ALL ON FUNCTION public.taskclaim_release(p_task_id uuid, p_worker_id text,
 
 
 --
+-- Name: FUNCTION taskclaim_retry_task(p_task_id uuid, p_user_id uuid); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.taskclaim_retry_task(p_task_id uuid, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.taskclaim_retry_task(p_task_id uuid, p_user_id uuid) TO service_role;
+
+
+--
 -- Name: FUNCTION taskclaim_task_counts(p_user_id uuid); Type: ACL; Schema: public; Owner: -
 --
 
 REVOKE ALL ON FUNCTION public.taskclaim_task_counts(p_user_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.taskclaim_task_counts(p_user_id uuid) TO service_role;
+
+
+--
+-- Name: TABLE tasks; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.tasks TO authenticated;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.tasks TO service_role;
+
+
+--
+-- Name: COLUMN tasks.status; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT UPDATE(status) ON TABLE public.tasks TO authenticated;
+
+
+--
+-- Name: COLUMN tasks.worker_id; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT UPDATE(worker_id) ON TABLE public.tasks TO authenticated;
+
+
+--
+-- Name: FUNCTION taskclaim_task_json(p_task public.tasks, p_with_payload boolean); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.taskclaim_task_json(p_task public.tasks, p_with_payload boolean) FROM PUBLIC;
 
 
 --
@@ -1339,28 +1614,6 @@ GRANT ALL ON FUNCTION public.taskclaim_token_user(p_jti_hash text) TO service_ro
 
 GRANT SELECT ON TABLE public.projects TO authenticated;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.projects TO service_role;
-
-
---
--- Name: TABLE tasks; Type: ACL; Schema: public; Owner: -
---
-
-GRANT SELECT ON TABLE public.tasks TO authenticated;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.tasks TO service_role;
-
-
---
--- Name: COLUMN tasks.status; Type: ACL; Schema: public; Owner: -
---
-
-GRANT UPDATE(status) ON TABLE public.tasks TO authenticated;
-
-
---
--- Name: COLUMN tasks.worker_id; Type: ACL; Schema: public; Owner: -
---
-
-GRANT UPDATE(worker_id) ON TABLE public.tasks TO authenticated;
 
 
 --

@@ -11,7 +11,7 @@ Every problem is a ``BodyError`` (400, or 413 for size) whose message names the 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 import msgspec.inspect
@@ -145,6 +145,45 @@ class CreateTask(Body):
 
 class TaskCounts(Body):
     pass
+
+
+Status = Literal["Queued", "In Progress", "Complete", "Failed", "Cancelled"]
+Cursor = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=limits.MAX_CURSOR_LENGTH,
+        pattern=_NO_NUL,
+        description="next_cursor of the previous page",
+    ),
+]
+ListLimit = Annotated[
+    int,
+    msgspec.Meta(ge=1, le=limits.MAX_LIST_TASKS, description=f"default {limits.DEFAULT_LIST_TASKS}"),
+]
+
+
+class GetTask(Body):
+    task_id: uuid.UUID
+
+
+class ListTasks(Body):
+    status: Status | None = None
+    task_type: TaskType | None = None
+    project_id: uuid.UUID | None = None
+    worker_id: HolderId | None = None
+    order: Literal["newest", "oldest"] | None = None
+    cursor: Cursor | None = None
+    limit: ListLimit | None = None
+
+
+class CancelTask(Body):
+    task_id: uuid.UUID
+    reason: ErrorText | None = None
+
+
+class RetryTask(Body):
+    task_id: uuid.UUID
 
 
 def _check_json(name: str, value: Any) -> None:

@@ -250,6 +250,44 @@ async def task_counts(
     return json_response({"totals": totals, "by_task_type": rows})
 
 
+# -- operators -------------------------------------------------------------------------------------
+
+
+async def get_task(service: Service, caller: Caller, body: bodies.GetTask, request: Request) -> Response:
+    """Every field of one task, its params and result included; 404 for another user's."""
+    return _json_bytes((await service.queue.get_task(body.task_id, user_id=caller.user_id)).encode())
+
+
+async def list_tasks(service: Service, caller: Caller, body: bodies.ListTasks, request: Request) -> Response:
+    """A page of tasks (without params and result), newest first unless ``order`` is ``oldest``; pass
+    ``next_cursor`` back as ``cursor`` for the next page (null: this was the last)."""
+    limit = body.limit or limits.DEFAULT_LIST_TASKS
+    rows = await service.queue.list_tasks(
+        user_id=caller.user_id,
+        status=body.status,
+        task_type=body.task_type,
+        project_id=body.project_id,
+        worker_id=body.worker_id,
+        oldest_first=body.order == "oldest",
+        cursor=body.cursor,
+        limit=limit,
+    )
+    next_cursor = orjson.dumps(rows[-1]["cursor"] if len(rows) == limit else None)
+    tasks = ",".join(row["task"] for row in rows).encode()
+    return _json_bytes(b'{"tasks":[' + tasks + b'],"next_cursor":' + next_cursor + b"}")
+
+
+async def cancel_task(
+    service: Service, caller: Caller, body: bodies.CancelTask, request: Request
+) -> Response:
+    task = await service.queue.cancel_task(body.task_id, reason=body.reason, user_id=caller.user_id)
+    return _json_bytes(task.encode())
+
+
+async def retry_task(service: Service, caller: Caller, body: bodies.RetryTask, request: Request) -> Response:
+    return _json_bytes((await service.queue.retry_task(body.task_id, user_id=caller.user_id)).encode())
+
+
 class Function(NamedTuple):
     handler: Handler
     body: type[Body]
@@ -265,4 +303,8 @@ FUNCTIONS: dict[str, Function] = {
     "release-task": Function(release_task, bodies.ReleaseTask, limits.CLAIM_BODY_LIMIT),
     "create-task": Function(create_task, bodies.CreateTask, limits.TASK_BODY_LIMIT),
     "task-counts": Function(task_counts, bodies.TaskCounts, limits.CLAIM_BODY_LIMIT),
+    "get-task": Function(get_task, bodies.GetTask, limits.CLAIM_BODY_LIMIT),
+    "list-tasks": Function(list_tasks, bodies.ListTasks, limits.CLAIM_BODY_LIMIT),
+    "cancel-task": Function(cancel_task, bodies.CancelTask, limits.CLAIM_BODY_LIMIT),
+    "retry-task": Function(retry_task, bodies.RetryTask, limits.CLAIM_BODY_LIMIT),
 }

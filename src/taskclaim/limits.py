@@ -21,6 +21,9 @@ MAX_MAX_ATTEMPTS = 1000
 MAX_ATTEMPT = 2**31 - 1  # attempt numbers are PostgreSQL integers
 
 MAX_BATCH_TASKS = 100  # claim-tasks' max_tasks
+DEFAULT_LIST_TASKS = 50  # list-tasks' limit
+MAX_LIST_TASKS = 500
+MAX_CURSOR_LENGTH = 100
 MAX_WAIT_SECONDS = 60  # a long poll waits at most this long
 
 # Text fields: at least one character, at most this many, never a NUL (PostgreSQL text cannot hold one).

@@ -174,6 +174,74 @@ ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+_NULLABLE = {
+    "string": {"type": ["string", "null"]},
+    "uuid": {"anyOf": [_UUID, {"type": "null"}]},
+    "integer": {"type": ["integer", "null"]},
+}
+_TASK_FIELDS = {
+    "task_id": _UUID,
+    "status": _STATUS,
+    "task_type": {"type": "string"},
+    "project_id": _UUID,
+    "user_id": _UUID,
+    "dependant_on": _NULLABLE["uuid"],
+    "blocked": {"type": "boolean"},
+    "attempts": {"type": "integer"},
+    "max_attempts": {"type": "integer"},
+    "error": _NULLABLE["string"],
+    "output_location": _NULLABLE["string"],
+    "worker_id": _NULLABLE["string"],
+    "lease_expires_at": _NULLABLE_TIME,
+    "idempotency_key": _NULLABLE["string"],
+    "created_at": _TIME,
+    "updated_at": _TIME,
+    "generation_started_at": _NULLABLE_TIME,
+    "generation_processed_at": _NULLABLE_TIME,
+}
+_FULL_TASK: dict[str, Any] = {
+    "type": "object",
+    "required": [*_TASK_FIELDS, "params", "result"],
+    "properties": {**_TASK_FIELDS, "params": {"type": "object"}, "result": {}},
+}
+_LISTED_TASK = {"type": "object", "required": list(_TASK_FIELDS), "properties": _TASK_FIELDS}
+_ENDED = {"409": {**_ERROR, "description": "the task is not in a state this allows"}}
+ANSWERS |= {
+    "get-task": (
+        "One task with every field, params and result included (a user: only their own)",
+        {"200": _json(_FULL_TASK, "the task"), "404": _HELD["404"]},
+    ),
+    "list-tasks": (
+        "A page of tasks, newest first, filtered; keyset pagination with next_cursor",
+        {
+            "200": _object(
+                {"tasks": {"type": "array", "items": _LISTED_TASK}, "next_cursor": _NULLABLE["string"]},
+                "the page (tasks without params and result); next_cursor null on the last",
+            )
+        },
+    ),
+    "cancel-task": (
+        "Cancel a Queued or In Progress task (and, as always, its dependants)",
+        {"200": _json(_FULL_TASK, "the task, now Cancelled"), "404": _HELD["404"], **_ENDED},
+    ),
+    "retry-task": (
+        "Queue a Failed or Cancelled task again, attempts reset, with the dependants it cancelled",
+        {
+            "200": _json(
+                {
+                    **_FULL_TASK,
+                    "required": [*_FULL_TASK["required"], "dependants_requeued"],
+                    "properties": {**_FULL_TASK["properties"], "dependants_requeued": {"type": "integer"}},
+                },
+                "the task, Queued again",
+            ),
+            "404": _HELD["404"],
+            **_ENDED,
+        },
+    ),
+}
+
+
 def _with_maximums(schema: Any, maximums: dict[tuple[str, float], float]) -> Any:
     """``schema`` with each (type, maximum) of ``maximums`` lowered to this service's setting: the
     leases (integers up to MAX_LEASE_SECONDS) and the waits (numbers up to MAX_WAIT_SECONDS)."""

@@ -257,6 +257,50 @@ class Queue:
     async def task_counts(self, user_id: uuid.UUID | None) -> list[Row]:
         return await self._rows("task_counts", {"user_id": user_id})
 
+    # -- operators: one task, pages of tasks, cancel, retry (each answered as JSON text by its SQL) -----
+
+    async def get_task(self, task_id: uuid.UUID, *, user_id: uuid.UUID | None) -> str:
+        return await self._text("get_task", {"task_id": task_id, "user_id": user_id})
+
+    async def list_tasks(
+        self,
+        *,
+        user_id: uuid.UUID | None,
+        status: str | None = None,
+        task_type: str | None = None,
+        project_id: uuid.UUID | None = None,
+        worker_id: str | None = None,
+        oldest_first: bool = False,
+        cursor: str | None = None,
+        limit: int = limits.DEFAULT_LIST_TASKS,
+    ) -> list[Row]:
+        """A page: rows of (cursor, task) where task is the task's JSON text, newest first by default."""
+        return await self._rows(
+            "list_tasks",
+            {
+                "user_id": user_id,
+                "status": status,
+                "task_type": task_type,
+                "project_id": project_id,
+                "worker_id": worker_id,
+                "oldest_first": oldest_first,
+                "cursor": cursor,
+                "limit": limit,
+            },
+        )
+
+    async def cancel_task(self, task_id: uuid.UUID, *, reason: str | None, user_id: uuid.UUID | None) -> str:
+        return await self._text("cancel_task", {"task_id": task_id, "reason": reason, "user_id": user_id})
+
+    async def retry_task(self, task_id: uuid.UUID, *, user_id: uuid.UUID | None) -> str:
+        return await self._text("retry_task", {"task_id": task_id, "user_id": user_id})
+
+    async def _text(self, name: str, params: Mapping[str, Any]) -> str:
+        row = await self._one(name, params)
+        assert row is not None
+        text: str = row["task"]
+        return text
+
     async def gauges(self) -> Row:
         """Ready, in-progress and lease-expired task counts, read from the partial indexes."""
         row = await self._one("queue_gauges", {})

@@ -99,3 +99,17 @@ select (select count(*) from public.tasks where status = 'Queued' and not blocke
        (select count(*) from public.tasks where status = 'In Progress') as in_progress,
        (select count(*) from public.tasks
          where status = 'In Progress' and lease_expires_at < now()) as lease_expired
+
+-- get_task --
+select public.taskclaim_get_task(%(task_id)s, %(user_id)s) as task
+
+-- list_tasks --
+select cursor, task
+  from public.taskclaim_list_tasks(%(user_id)s, %(status)s::public.task_status, %(task_type)s, %(project_id)s,
+                                   %(worker_id)s, %(oldest_first)s, %(cursor)s, %(limit)s)
+
+-- cancel_task --
+select public.taskclaim_cancel_task(%(task_id)s, %(reason)s, %(user_id)s) as task
+
+-- retry_task --
+select public.taskclaim_retry_task(%(task_id)s, %(user_id)s) as task

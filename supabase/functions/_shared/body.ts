@@ -23,6 +23,7 @@ type Schema = {
   maxItems?: number;
   items?: Schema;
   format?: string;
+  enum?: string[];
 };
 
 const SCHEMAS = contract.schemas as unknown as Record<string, Schema>;
@@ -103,12 +104,14 @@ function kindOf(value: unknown): string {
 
 function names(schema: Schema): string[] {
   if (schema.anyOf) return schema.anyOf.flatMap(names);
+  if (schema.enum) return ["str"];
   if (schema.$ref) return ["object"];
   return [KIND[schema.type ?? "object"] ?? "object"];
 }
 
 function fits(schema: Schema, value: unknown): boolean {
   const kind = kindOf(value);
+  if (schema.enum) return kind === "str";
   switch (schema.type) {
     case "string":
       return kind === "str";
@@ -143,6 +146,12 @@ function check(schema: Schema, value: unknown, path: string): void {
       fail(path, `Expected \`${names(schema).join(" | ")}\`, got \`${kindOf(value)}\``);
     }
     return check(option, value, path);
+  }
+  if (schema.enum) {
+    if (!schema.enum.includes(value as string)) {
+      fail(path, `Invalid enum value '${String(value).slice(0, 50)}'`);
+    }
+    return;
   }
   if (!fits(schema, value)) fail(path, `Expected \`${names(schema)[0]}\`, got \`${kindOf(value)}\``);
   if (schema.type === "null" || schema.type === "boolean") return;

@@ -175,6 +175,48 @@ const taskCounts: Route = async (caller) => {
   return json({ totals, by_task_type: byType });
 };
 
+// -- operators: the SQL functions answer with the task's JSON text --------------------------------
+
+const getTask: Route = async (caller, body) => {
+  const [row] = await query(() =>
+    sql()`select public.taskclaim_get_task(${body.task_id as string}::uuid, ${caller.userId}::uuid) as task`
+  );
+  return jsonText(row.task);
+};
+
+const listTasks: Route = async (caller, body) => {
+  const limit = (body.limit as number | undefined) ?? LIMITS.DEFAULT_LIST_TASKS;
+  const rows = await query(() =>
+    sql()`
+      select cursor, task
+        from public.taskclaim_list_tasks(${caller.userId}::uuid,
+                                         ${(body.status ?? null) as string | null}::public.task_status,
+                                         ${(body.task_type ?? null) as string | null},
+                                         ${(body.project_id ?? null) as string | null}::uuid,
+                                         ${(body.worker_id ?? null) as string | null},
+                                         ${body.order === "oldest"}::boolean,
+                                         ${(body.cursor ?? null) as string | null}, ${limit}::integer)`
+  );
+  const next = rows.length === limit ? rows[rows.length - 1].cursor : null;
+  return jsonText(`{"tasks":[${rows.map((r) => r.task).join(",")}],"next_cursor":${JSON.stringify(next)}}`);
+};
+
+const cancelTask: Route = async (caller, body) => {
+  const [row] = await query(() =>
+    sql()`select public.taskclaim_cancel_task(${body.task_id as string}::uuid,
+                                              ${(body.reason ?? null) as string | null},
+                                              ${caller.userId}::uuid) as task`
+  );
+  return jsonText(row.task);
+};
+
+const retryTask: Route = async (caller, body) => {
+  const [row] = await query(() =>
+    sql()`select public.taskclaim_retry_task(${body.task_id as string}::uuid, ${caller.userId}::uuid) as task`
+  );
+  return jsonText(row.task);
+};
+
 export const ROUTES: Record<FunctionName, Route> = {
   "claim-next-task": claimNextTask,
   "claim-tasks": claimTasks,
@@ -184,4 +226,8 @@ export const ROUTES: Record<FunctionName, Route> = {
   "release-task": releaseTask,
   "create-task": createTask,
   "task-counts": taskCounts,
+  "get-task": getTask,
+  "list-tasks": listTasks,
+  "cancel-task": cancelTask,
+  "retry-task": retryTask,
 };
