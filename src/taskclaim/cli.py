@@ -10,12 +10,12 @@ import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
 
-from taskclaim import __version__, migrations
+from taskclaim import __version__, limits, migrations
 from taskclaim.client import TaskClient
 from taskclaim.config import Settings
 from taskclaim.database import database_url
@@ -37,17 +37,51 @@ def _uuid(text: str) -> uuid.UUID:
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("--params must be a JSON object") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text[:60]!r}") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("--params must be a JSON object")
+        raise argparse.ArgumentTypeError(f"must be a JSON object, not {type(value).__name__}: {text[:60]!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (1 to 65535): {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _list_limit(text: str) -> int:
+    value = _positive(text)
+    if value > limits.MAX_LIST_TASKS:
+        raise argparse.ArgumentTypeError(f"at most {limits.MAX_LIST_TASKS}, not {value}")
     return value
 
 
 def _with_queue(settings: Settings, action: Callable[[Queue], Awaitable[T]]) -> T:
-    """Run ``action`` against the configured (or embedded) database, migrated first."""
+    """Run ``action`` against the configured (or embedded) database. An admin command never changes
+    the schema: with migrations pending it refuses, naming ``taskclaim migrate``."""
     with database_url(settings) as url:
-        migrations.migrate(url)
+        if not settings.database_url:
+            print(f"taskclaim: using the embedded PostgreSQL in {settings.data_dir}", file=sys.stderr)
+        pending = migrations.pending(url)
+        if pending:
+            raise TaskclaimError(
+                f"the database has {len(pending)} migration(s) pending ({pending[0].version} first):"
+                " run `taskclaim migrate`"
+            )
 
         async def run() -> T:
             pool = Queue.create_pool(url, min_size=1, max_size=2, timeout=10)
@@ -115,6 +149,58 @@ def cmd_project_create(args: argparse.Namespace, settings: Settings) -> int:
     if row is None:
         raise TaskclaimError(f"a project with id {args.id} exists already")
     print(row["id"])
+    return 0
+
+
+def cmd_project_list(args: argparse.Namespace, settings: Settings) -> int:
+    rows = _with_queue(settings, lambda q: q.list_projects(args.user))
+    print(_table(rows, ["id", "user_id", "name", "created_at", "tasks"]))
+    return 0
+
+
+def cmd_task_show(args: argparse.Namespace, settings: Settings) -> int:
+    text = _with_queue(settings, lambda q: q.get_task(args.id, user_id=args.user))
+    print(json.dumps(json.loads(text), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_task_list(args: argparse.Namespace, settings: Settings) -> int:
+    rows = _with_queue(
+        settings,
+        lambda q: q.list_tasks(
+            user_id=args.user,
+            status=args.status,
+            task_type=args.type,
+            project_id=args.project,
+            worker_id=args.worker,
+            oldest_first=args.oldest,
+            cursor=args.cursor,
+            limit=args.limit,
+        ),
+    )
+    tasks = [json.loads(row["task"]) for row in rows]
+    next_cursor = rows[-1]["cursor"] if len(rows) == args.limit else None
+    if args.json:
+        print(json.dumps({"tasks": tasks, "next_cursor": next_cursor}, indent=2))
+        return 0
+    for t in tasks:
+        t["attempts"] = f"{t['attempts']}/{t['max_attempts']}"
+        t["error"] = (t["error"] or "").splitlines()[0][:60] if t["error"] else None
+    print(_table(tasks, ["task_id", "status", "task_type", "attempts", "worker_id", "created_at", "error"]))
+    if next_cursor:
+        print(f"more: --cursor {next_cursor}", file=sys.stderr)
+    return 0
+
+
+def cmd_task_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    text = _with_queue(settings, lambda q: q.cancel_task(args.id, reason=args.reason, user_id=args.user))
+    print(f"{args.id} {json.loads(text)['status']}")
+    return 0
+
+
+def cmd_task_retry(args: argparse.Namespace, settings: Settings) -> int:
+    shown = json.loads(_with_queue(settings, lambda q: q.retry_task(args.id, user_id=args.user)))
+    print(f"{args.id} {shown['status']} ({shown['dependants_requeued']} dependant(s) queued again)")
     return 0
 
 
@@ -271,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the HTTP claim service")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=54321)
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=_port, default=54321, help="the TCP port (default: %(default)s)")
     p.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
     p.set_defaults(func=cmd_serve)
 
@@ -283,25 +369,68 @@ def build_parser() -> argparse.ArgumentParser:
         dest="token_command", required=True, metavar="ACTION"
     )
     p = token.add_parser("create", help="make a token; it is printed once, alone, on stdout")
-    p.add_argument("--user", type=_uuid, required=True)
-    p.add_argument("--label")
-    p.add_argument("--expires-in", type=parse_duration, help="e.g. 30d, 12h (default: never)")
+    p.add_argument("--user", type=_uuid, required=True, help="the user's UUID")
+    p.add_argument("--label", help="a name to tell it by (default: none)")
+    p.add_argument("--expires-in", type=_duration, help="e.g. 30d, 12h, 90m (default: never)")
     p.set_defaults(func=cmd_token_create)
     p = token.add_parser("list", help="a user's tokens")
-    p.add_argument("--user", type=_uuid, required=True)
+    p.add_argument("--user", type=_uuid, required=True, help="the user's UUID")
     p.set_defaults(func=cmd_token_list)
     p = token.add_parser("revoke", help="revoke a token by its id")
-    p.add_argument("id", type=_uuid)
+    p.add_argument("id", type=_uuid, help="the token's id (from token list)")
     p.set_defaults(func=cmd_token_revoke)
 
     project = sub.add_parser("project", help="projects").add_subparsers(
         dest="project_command", required=True, metavar="ACTION"
     )
     p = project.add_parser("create", help="make a project for a user; prints its id")
-    p.add_argument("--user", type=_uuid, required=True)
+    p.add_argument("--user", type=_uuid, required=True, help="the owner's UUID")
     p.add_argument("--id", type=_uuid, help="the project's id (default: a new one)")
-    p.add_argument("--name")
+    p.add_argument("--name", help="(default: none)")
     p.set_defaults(func=cmd_project_create)
+    p = project.add_parser("list", help="projects with their task counts")
+    p.add_argument("--user", type=_uuid, help="only this user's (default: every user's)")
+    p.set_defaults(func=cmd_project_list)
+
+    task = sub.add_parser("task", help="single tasks: show, list, cancel, retry").add_subparsers(
+        dest="task_command", required=True, metavar="ACTION"
+    )
+    scope = "act only on this user's tasks, as their token would (default: every user's)"
+    p = task.add_parser("show", help="every field of one task, as JSON")
+    p.add_argument("id", type=_uuid, help="the task's id")
+    p.add_argument("--user", type=_uuid, help=scope)
+    p.set_defaults(func=cmd_task_show)
+    p = task.add_parser("list", help="tasks, newest first, a page at a time")
+    p.add_argument(
+        "--status",
+        choices=["Queued", "In Progress", "Complete", "Failed", "Cancelled"],
+        help="only tasks in this state (default: any)",
+    )
+    p.add_argument("--type", help="only this task_type (default: any)")
+    p.add_argument("--project", type=_uuid, help="only this project's (default: any)")
+    p.add_argument("--worker", help="only tasks held or last held by this worker_id (default: any)")
+    p.add_argument("--user", type=_uuid, help=scope)
+    p.add_argument("--oldest", action="store_true", help="oldest first (default: newest first)")
+    p.add_argument(
+        "--limit",
+        type=_list_limit,
+        default=limits.DEFAULT_LIST_TASKS,
+        help=f"tasks per page, at most {limits.MAX_LIST_TASKS} (default: %(default)s)",
+    )
+    p.add_argument("--cursor", help="the page after this cursor (printed after a full page)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_task_list)
+    p = task.add_parser("cancel", help="cancel a Queued or In Progress task (and its dependants)")
+    p.add_argument("id", type=_uuid, help="the task's id")
+    p.add_argument("--reason", help="stored as its error (default: cancelled by an operator)")
+    p.add_argument("--user", type=_uuid, help=scope)
+    p.set_defaults(func=cmd_task_cancel)
+    p = task.add_parser(
+        "retry", help="queue a Failed or Cancelled task again, with the dependants it cancelled"
+    )
+    p.add_argument("id", type=_uuid, help="the task's id")
+    p.add_argument("--user", type=_uuid, help=scope)
+    p.set_defaults(func=cmd_task_retry)
 
     user = sub.add_parser("user", help="users").add_subparsers(
         dest="user_command", required=True, metavar="ACTION"
@@ -310,24 +439,31 @@ def build_parser() -> argparse.ArgumentParser:
         "delete",
         help="remove a user's projects, tasks and tokens (on Supabase, deleting the auth.users row does it)",
     )
-    p.add_argument("user", type=_uuid, metavar="UUID")
+    p.add_argument("user", type=_uuid, metavar="UUID", help="the user's UUID")
     p.set_defaults(func=cmd_user_delete)
 
     p = sub.add_parser("enqueue", help="create a task; prints its id")
-    p.add_argument("--project", type=_uuid, required=True)
+    p.add_argument("--project", type=_uuid, required=True, help="the project's id")
     p.add_argument("--type", required=True, help="the task_type")
-    p.add_argument("--params", type=_json_object, default={}, help="a JSON object")
-    p.add_argument("--dependant-on", type=_uuid)
-    p.add_argument("--idempotency-key")
-    p.add_argument("--max-attempts", type=int, default=3)
+    p.add_argument("--params", type=_json_object, default={}, help="a JSON object (default: {})")
+    p.add_argument("--dependant-on", type=_uuid, help="a task that must complete first (default: none)")
+    p.add_argument("--idempotency-key", help="enqueueing again with this key creates nothing (default: none)")
+    p.add_argument(
+        "--max-attempts",
+        type=_positive,
+        default=limits.DEFAULT_MAX_ATTEMPTS,
+        help="attempts before the task fails (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_enqueue)
 
     p = sub.add_parser("status", help="task counts by state and task_type")
-    p.add_argument("--user", type=_uuid, help="only this user's tasks")
+    p.add_argument("--user", type=_uuid, help="only this user's tasks (default: every user's)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("reap", help="recover tasks whose lease expired (for cron)")
-    p.add_argument("--limit", type=int, default=10_000)
+    p.add_argument(
+        "--limit", type=_positive, default=10_000, help="recover at most this many (default: %(default)s)"
+    )
     p.set_defaults(func=cmd_reap)
 
     add_worker_parser(sub)

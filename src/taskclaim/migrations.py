@@ -61,6 +61,14 @@ def applied_versions(conn: psycopg.Connection[object]) -> set[str]:
     return {str(row[0]) for row in rows}  # type: ignore[index]
 
 
+def pending(url: str, directory: Path | None = None) -> list[Migration]:
+    """The migrations ``url`` has not applied yet (all of them on a database never migrated)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("select to_regclass('supabase_migrations.schema_migrations')").fetchone()
+        done = applied_versions(conn) if exists and exists[0] else set()
+    return [m for m in load(directory) if m.version not in done]
+
+
 def migrate(url: str, directory: Path | None = None) -> list[Migration]:
     """Apply what is not applied yet; return the migrations this call applied."""
     pending = load(directory)

@@ -335,6 +335,9 @@ class Queue:
         assert row is not None
         return row
 
+    async def list_projects(self, user_id: uuid.UUID | None) -> list[Row]:
+        return await self._rows("list_projects", {"user_id": user_id})
+
     async def create_project(
         self, user_id: uuid.UUID, *, project_id: uuid.UUID | None = None, name: str | None = None
     ) -> Row | None:

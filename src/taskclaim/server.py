@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from taskclaim import migrations
 from taskclaim.app import create_app
 from taskclaim.config import Settings
 from taskclaim.database import database_url
+from taskclaim.exceptions import ConfigError
 from taskclaim.protocol import protocol_class
 
 log = logging.getLogger("taskclaim.server")
@@ -45,6 +47,7 @@ def serve(settings: Settings, host: str, port: int, *, migrate: bool = True) -> 
                 log.info("applied migration %s_%s", migration.version, migration.name)
         settings, key_file = ensure_service_key(settings)
         app = create_app(settings, url)
+        listening = _bind(host, port)  # before the banner: a port in use fails here, with one line
         shown_host = f"[{host}]" if ":" in host else host
         base = f"http://{shown_host}:{port}"
         where = "the configured database" if settings.database_url else f"embedded, {settings.data_dir}"
@@ -74,9 +77,24 @@ def serve(settings: Settings, host: str, port: int, *, migrate: bool = True) -> 
         # is released by the `with` above instead of the process dying under it.
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
-            uvicorn.Server(config).run()
+            uvicorn.Server(config).run(sockets=[listening])
         finally:
+            listening.close()
             signal.signal(signal.SIGTERM, previous)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
 
 import httpx
+import psycopg
 import pytest
 
+from taskclaim.cli import build_parser
 from taskclaim.tokens import token_hash
 from tests.acceptance.conftest import bearer
 from tests.helpers import Conn
@@ -62,6 +67,75 @@ def test_token_life_cycle(db: Conn, db_url: str, service: ServiceProcess) -> Non
     assert row is not None and row["revoked_at"] is not None
 
 
+def test_serve_on_a_port_in_use_fails_with_one_line_and_no_banner(db_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = taskclaim(db_url, "serve", "--port", port)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "serving on" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_admin_commands_refuse_a_database_with_migrations_pending(empty_db_url: str) -> None:
+    for args in (["status"], ["project", "list"], ["task", "list"], ["reap"]):
+        result = taskclaim(empty_db_url, *args)
+        assert result.returncode == 1, args
+        assert "pending" in result.stderr and "taskclaim migrate" in result.stderr, args
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    with psycopg.connect(empty_db_url) as conn:  # and nothing was created: the schema is not theirs to change
+        assert conn.execute("select to_regclass('public.tasks')").fetchone() == (None,)
+
+
+def test_task_commands_show_list_cancel_and_retry(db: Conn, db_url: str) -> None:
+    user = uuid.uuid4()
+    project = taskclaim(db_url, "project", "create", "--user", str(user), "--name", "films").stdout.strip()
+    ids = [
+        taskclaim(db_url, "enqueue", "--project", project, "--type", "render").stdout.strip()
+        for _ in range(3)
+    ]
+    shown = taskclaim(db_url, "task", "show", ids[0])
+    assert shown.returncode == 0, shown.stderr
+    assert '"status": "Queued"' in shown.stdout and f'"task_id": "{ids[0]}"' in shown.stdout
+    listed = taskclaim(db_url, "task", "list", "--limit", "2")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == [ids[2], ids[1]]
+    assert "more: --cursor " in listed.stderr
+    cursor = listed.stderr.split("more: --cursor ")[1].split()[0]
+    rest = taskclaim(db_url, "task", "list", "--limit", "2", "--cursor", cursor, "--json")
+    assert [t["task_id"] for t in json.loads(rest.stdout)["tasks"]] == [ids[0]]
+    cancelled = taskclaim(db_url, "task", "cancel", ids[1], "--reason", "not needed")
+    assert cancelled.stdout.strip() == f"{ids[1]} Cancelled"
+    assert taskclaim(db_url, "task", "list", "--status", "Cancelled").stdout.count(ids[1]) == 1
+    again = taskclaim(db_url, "task", "cancel", ids[1])
+    assert again.returncode == 1 and "already ended" in again.stderr
+    retried = taskclaim(db_url, "task", "retry", ids[1])
+    assert retried.stdout.startswith(f"{ids[1]} Queued"), retried.stderr
+    other = taskclaim(db_url, "task", "show", ids[0], "--user", str(uuid.uuid4()))
+    assert other.returncode == 1 and "not found" in other.stderr
+    projects = taskclaim(db_url, "project", "list", "--user", str(user))
+    assert project in projects.stdout and "films" in projects.stdout
+
+
+def test_every_option_says_its_default_or_what_it_is() -> None:
+    parser = build_parser()
+    missing = []
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        for action in p._actions:
+            if action.dest == "help" or action.option_strings == ["--version"]:
+                continue
+            if hasattr(action, "choices") and isinstance(action.choices, dict):
+                for name, child in action.choices.items():
+                    walk(child, f"{path} {name}")
+            elif not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(parser, "taskclaim")
+    assert missing == []
+
+
 def test_status_prints_counts(db: Conn, db_url: str) -> None:
     user = uuid.uuid4()
     project = taskclaim(db_url, "project", "create", "--user", str(user)).stdout.strip()
@@ -81,6 +155,16 @@ def test_status_prints_counts(db: Conn, db_url: str) -> None:
         (["enqueue", "--project", str(uuid.uuid4()), "--type", "t", "--params", "[1]"], "JSON object"),
         (["token", "revoke", str(uuid.uuid4())], "no token"),
         (["token", "create", "--user", str(uuid.uuid4()), "--expires-in", "soon"], "duration"),
+        (["token", "create", "--user", str(uuid.uuid4()), "--expires-in", "30"], "not a duration: '30'"),
+        (
+            ["enqueue", "--project", str(uuid.uuid4()), "--type", "t", "--params", "{frame: 1}"],
+            "not valid JSON",
+        ),
+        (["serve", "--port", "99999"], "not a TCP port"),
+        (["reap", "--limit", "-1"], "at least 1"),
+        (["task", "list", "--limit", "501"], "at most 500"),
+        (["task", "show", str(uuid.uuid4())], "not found"),
+        (["task", "retry", "nope"], "not a UUID"),
     ],
 )
 def test_bad_input_gives_one_readable_line_and_a_non_zero_exit(

@@ -67,6 +67,12 @@ values (coalesce(%(id)s, gen_random_uuid()), %(user_id)s, %(name)s)
 on conflict (id) do nothing
 returning id, user_id, name
 
+-- list_projects --
+select p.id, p.user_id, p.name, p.created_at, (select count(*) from public.tasks t where t.project_id = p.id) as tasks
+  from public.projects p
+ where %(user_id)s::uuid is null or p.user_id = %(user_id)s::uuid
+ order by p.created_at, p.id
+
 -- delete_user --
 select projects, tasks, tokens from public.taskclaim_delete_user(%(user_id)s)
 
