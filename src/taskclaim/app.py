@@ -50,7 +50,21 @@ async def metrics(request: Request) -> Response:
     service: Service = request.app.state.service
     stats = service.queue.pool.get_stats()
     claims, completions = service.queue.batcher.coalescer, service.queue.completions.coalescer
-    gauges = [
+    counters = [
+        ("taskclaim_claim_statements_total", "Claim statements sent (coalesced batches).", claims.batches),
+        ("taskclaim_claims_coalesced_total", "Claims carried by those statements.", claims.calls),
+        (
+            "taskclaim_complete_statements_total",
+            "Completion statements sent (coalesced batches).",
+            completions.batches,
+        ),
+        (
+            "taskclaim_completions_coalesced_total",
+            "Completions carried by those statements.",
+            completions.calls,
+        ),
+    ]
+    gauges: list[tuple[str, str, float]] = [
         (
             "taskclaim_pool_connections",
             "Open database connections of this process.",
@@ -58,14 +72,6 @@ async def metrics(request: Request) -> Response:
         ),
         ("taskclaim_pool_idle", "Idle database connections.", stats.get("pool_available", 0)),
         ("taskclaim_pool_waiting", "Requests waiting for a connection.", stats.get("requests_waiting", 0)),
-        ("taskclaim_claim_statements", "Claim statements sent (coalesced batches).", claims.batches),
-        ("taskclaim_claims_coalesced", "Claims carried by those statements.", claims.calls),
-        (
-            "taskclaim_complete_statements",
-            "Completion statements sent (coalesced batches).",
-            completions.batches,
-        ),
-        ("taskclaim_completions_coalesced", "Completions carried by those statements.", completions.calls),
         (
             "taskclaim_long_polls_waiting",
             "Long-poll claims waiting for a task now.",
@@ -77,8 +83,10 @@ async def metrics(request: Request) -> Response:
             service.notifier.listening,
         ),
     ]
+    labelled: list[tuple[str, str, str, dict[str, float]]] = []
     try:
         counts = await service.queue.gauges()
+        by_type = await service.queue.ready_by_type()
     except DatabaseUnavailable:
         pass
     else:
@@ -90,8 +98,23 @@ async def metrics(request: Request) -> Response:
                 "Held tasks whose lease ran out, not yet recovered.",
                 counts["lease_expired"],
             ),
+            (
+                "taskclaim_oldest_ready_task_age_seconds",
+                "How long the oldest claimable task has waited (queue lag); 0 when none is ready.",
+                float(counts["oldest_ready_age"] or 0),
+            ),
         ]
-    return Response(service.metrics.render(gauges), media_type="text/plain; version=0.0.4")
+        labelled.append(
+            (
+                "taskclaim_tasks_ready_by_type",
+                "Tasks claimable now, by task_type (the 50 types with the most).",
+                "task_type",
+                {row["task_type"]: row["ready"] for row in by_type},
+            )
+        )
+    return Response(
+        service.metrics.render(gauges, counters, labelled), media_type="text/plain; version=0.0.4"
+    )
 
 
 async def dashboard(request: Request) -> Response:

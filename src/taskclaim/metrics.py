@@ -26,8 +26,14 @@ class Metrics:
         self._buckets[route][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self._sums[route] += seconds
 
-    def render(self, gauges: Iterable[tuple[str, str, float]] = ()) -> str:
-        """The exposition text; ``gauges`` adds (name, help, value) read at scrape time."""
+    def render(
+        self,
+        gauges: Iterable[tuple[str, str, float]] = (),
+        counters: Iterable[tuple[str, str, float]] = (),
+        labelled: Iterable[tuple[str, str, str, dict[str, float]]] = (),
+    ) -> str:
+        """The exposition text. Read at scrape time: ``gauges`` and ``counters`` as (name, help, value),
+        ``labelled`` gauges as (name, help, label, {label value: value})."""
         out = [
             "# HELP taskclaim_http_requests_total HTTP requests by route and status.",
             "# TYPE taskclaim_http_requests_total counter",
@@ -57,6 +63,17 @@ class Metrics:
             "# TYPE taskclaim_database_unavailable_total counter",
             f"taskclaim_database_unavailable_total {self.database_unavailable}",
         ]
+        for name, help_text, value in counters:
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value:g}"]
         for name, help_text, value in gauges:
             out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value:g}"]
+        for name, help_text, label, values in labelled:
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+            for key, value in sorted(values.items()):
+                out.append(f'{name}{{{label}="{_escape(key)}"}} {value:g}')
         return "\n".join(out) + "\n"
+
+
+def _escape(value: str) -> str:
+    """A label value as the exposition format writes it."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

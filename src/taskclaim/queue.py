@@ -307,6 +307,9 @@ class Queue:
         assert row is not None
         return row
 
+    async def ready_by_type(self) -> list[Row]:
+        return await self._rows("ready_by_type", {})
+
     async def token_user(self, jti_hash: str) -> Row | None:
         return await self._one("token_user", {"jti_hash": jti_hash})
 

@@ -133,8 +133,12 @@ def coalescing(service: Server, kind: str = "claim") -> tuple[float, float]:
     text = httpx.get(service.url + "/metrics", timeout=10).text
     values = dict(line.split(" ") for line in text.splitlines() if line.startswith("taskclaim_"))
     if kind == "claim":
-        return float(values["taskclaim_claim_statements"]), float(values["taskclaim_claims_coalesced"])
-    return float(values["taskclaim_complete_statements"]), float(values["taskclaim_completions_coalesced"])
+        return float(values["taskclaim_claim_statements_total"]), float(
+            values["taskclaim_claims_coalesced_total"]
+        )
+    return float(values["taskclaim_complete_statements_total"]), float(
+        values["taskclaim_completions_coalesced_total"]
+    )
 
 
 @pytest.mark.slow

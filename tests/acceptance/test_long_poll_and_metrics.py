@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -108,6 +109,19 @@ def test_metrics_count_requests_and_read_the_queue(db: Conn, http: httpx.Client)
     assert metric(text, "taskclaim_tasks_in_progress") == 1
     assert metric(text, "taskclaim_listening") == 1
     assert 'taskclaim_http_request_seconds_bucket{route="claim-next-task",le="+Inf"}' in text
+    types = dict(line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE"))
+    for name in ("claim_statements", "claims_coalesced", "complete_statements", "completions_coalesced"):
+        assert types[f"taskclaim_{name}_total"] == "counter", name  # they only grow
+    assert types["taskclaim_tasks_ready"] == "gauge"
+    assert 'taskclaim_tasks_ready_by_type{task_type="render"} 2' in text
+
+
+@pytest.mark.python_only
+def test_queue_lag_is_the_age_of_the_oldest_ready_task(db: Conn, http: httpx.Client) -> None:
+    assert metric(http.get("/metrics").text, "taskclaim_oldest_ready_task_age_seconds") == 0
+    make_task(db, make_project(db), created_at=datetime.now(UTC) - timedelta(minutes=10))
+    lag = metric(http.get("/metrics").text, "taskclaim_oldest_ready_task_age_seconds")
+    assert 600 <= lag < 660
 
 
 @pytest.mark.python_only

@@ -104,7 +104,18 @@ listen taskclaim_ready
 select (select count(*) from public.tasks where status = 'Queued' and not blocked) as ready,
        (select count(*) from public.tasks where status = 'In Progress') as in_progress,
        (select count(*) from public.tasks
-         where status = 'In Progress' and lease_expires_at < now()) as lease_expired
+         where status = 'In Progress' and lease_expires_at < now()) as lease_expired,
+       (select extract(epoch from now() - min(created_at)) from public.tasks
+         where status = 'Queued' and not blocked) as oldest_ready_age
+
+-- ready_by_type --
+-- An index-only count over tasks_ready_type_idx: as cheap as the ready tasks are few.
+select task_type, count(*) as ready
+  from public.tasks
+ where status = 'Queued' and not blocked
+ group by task_type
+ order by ready desc, task_type
+ limit 50
 
 -- get_task --
 select public.taskclaim_get_task(%(task_id)s, %(user_id)s) as task
