@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +20,7 @@ from taskclaim import __version__, limits, migrations
 from taskclaim.client import TaskClient
 from taskclaim.config import Settings
 from taskclaim.database import database_url
+from taskclaim.embedded import EmbeddedPostgres, bin_dir
 from taskclaim.exceptions import ConfigError, TaskclaimError
 from taskclaim.queue import Queue
 from taskclaim.tokens import new_token, parse_duration, token_hash
@@ -202,6 +204,51 @@ def cmd_task_retry(args: argparse.Namespace, settings: Settings) -> int:
     shown = json.loads(_with_queue(settings, lambda q: q.retry_task(args.id, user_id=args.user)))
     print(f"{args.id} {shown['status']} ({shown['dependants_requeued']} dependant(s) queued again)")
     return 0
+
+
+def _embedded(settings: Settings) -> EmbeddedPostgres:
+    if settings.database_url:
+        raise ConfigError(
+            "DATABASE_URL (or SUPABASE_DB_URL) is set: taskclaim db manages the embedded one only"
+        )
+    return EmbeddedPostgres(settings.data_dir)
+
+
+def cmd_db_start(args: argparse.Namespace, settings: Settings) -> int:
+    url = _embedded(settings).pin()
+    migrations.migrate(url)
+    print(url)
+    print(
+        f"taskclaim: the embedded PostgreSQL in {settings.data_dir} runs until `taskclaim db stop`",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_db_stop(args: argparse.Namespace, settings: Settings) -> int:
+    server = _embedded(settings)
+    stopped = server.unpin()
+    print(
+        "stopped"
+        if stopped
+        else "not running"
+        if not server.is_running()
+        else "stops when its last user exits"
+    )
+    return 0
+
+
+def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
+    server = _embedded(settings)
+    if not server.is_running():
+        raise TaskclaimError("the embedded PostgreSQL is not running: `taskclaim db start` first")
+    print(server.url())
+    return 0
+
+
+def cmd_db_psql(args: argparse.Namespace, settings: Settings) -> int:
+    with database_url(settings) as url:
+        return subprocess.call([str(bin_dir() / "psql"), url, *args.psql_args])
 
 
 def cmd_user_delete(args: argparse.Namespace, settings: Settings) -> int:
@@ -432,6 +479,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", type=_uuid, help=scope)
     p.set_defaults(func=cmd_task_retry)
 
+    db = sub.add_parser("db", help="the embedded PostgreSQL").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
+    )
+    p = db.add_parser(
+        "start", help="start it (migrated) and keep it running after this command; prints its URL"
+    )
+    p.set_defaults(func=cmd_db_start)
+    p = db.add_parser("stop", help="stop it (or let it stop when the last service using it exits)")
+    p.set_defaults(func=cmd_db_stop)
+    p = db.add_parser("url", help="its DATABASE_URL, for psql, the client's fallback and the Edge Functions")
+    p.set_defaults(func=cmd_db_url)
+    p = db.add_parser("psql", help="psql on the database taskclaim uses (the embedded one, or DATABASE_URL)")
+    p.set_defaults(func=cmd_db_psql, psql_args=[])  # whatever follows `db psql` goes to psql (see main)
+
     user = sub.add_parser("user", help="users").add_subparsers(
         dest="user_command", required=True, metavar="ACTION"
     )
@@ -471,7 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    psql_args = words[2:] if words[:2] == ["db", "psql"] else []
+    args = build_parser().parse_args(words[: len(words) - len(psql_args)])
+    if psql_args:
+        args.psql_args = psql_args
     try:
         settings = Settings.from_env()
         result: int = args.func(args, settings)

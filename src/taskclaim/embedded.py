@@ -106,14 +106,39 @@ class EmbeddedPostgres:
         return self.url()
 
     def release(self) -> None:
-        """Unregister this process; the last process to leave stops the server."""
+        """Unregister this process; the last process to leave stops the server, unless ``pin`` kept it."""
         if not self._registered:
             return
         with self._locked():
             users = self._update_users(remove=os.getpid())
             self._registered = False
-            if not users and self.is_running():
+            if not users and not self.pinned and self.is_running():
                 self.stop_server()
+
+    # -- `taskclaim db start|stop`: a server that outlives the commands ---------------------------------
+
+    @property
+    def pinned(self) -> bool:
+        return (self.data_dir / "pinned").exists()
+
+    def pin(self) -> str:
+        """Start (if need be) and keep running after this process exits, until ``unpin``."""
+        with self._locked():
+            self._ensure_initialised()
+            if not self.is_running():
+                self._start_server()
+            (self.data_dir / "pinned").touch()
+        return self.url()
+
+    def unpin(self) -> bool:
+        """Let the server stop: now, when no process uses it; else when the last one leaves. True if it
+        stopped now."""
+        with self._locked():
+            (self.data_dir / "pinned").unlink(missing_ok=True)
+            if not self._update_users() and self.is_running():
+                self.stop_server()
+                return True
+        return False
 
     # -- direct control (tests and chaos use these too) ------------------------------------------
 
