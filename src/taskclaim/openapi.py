@@ -177,7 +177,6 @@ ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
 _NULLABLE = {
     "string": {"type": ["string", "null"]},
     "uuid": {"anyOf": [_UUID, {"type": "null"}]},
-    "integer": {"type": ["integer", "null"]},
 }
 _TASK_FIELDS = {
     "task_id": _UUID,

@@ -5,8 +5,8 @@
 --
 -- Listing newest (or oldest) first reads an index in (created_at, id) order and stops after a page: cheap
 -- however many tasks have finished. A user's list reads (user_id, created_at, id). Both indexes are
--- full, so every insert and every status change writes them too (the cost is in BENCHMARKS.md's
--- table-growth and cycle steps); failed and cancelled tasks, the ones an operator looks for among
+-- full, so every insert and every status change writes them too (measured in BENCHMARKS.md, "The cost
+-- of the operators' indexes"); failed and cancelled tasks, the ones an operator looks for among
 -- millions of finished ones, also get a small partial index.
 
 create index tasks_created_idx on public.tasks (created_at, id);
