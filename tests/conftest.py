@@ -7,6 +7,7 @@ embedded PostgreSQL of their own (fsync off: the tests do not need durability, o
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,25 +65,35 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+def chromium_path() -> str | None:
+    """The Chromium the browser tests drive: TASKCLAIM_CHROMIUM, or Debian's ``chromium`` on PATH."""
+    return os.environ.get("TASKCLAIM_CHROMIUM") or shutil.which("chromium")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests of the Supabase CLI need its binary (TASKCLAIM_SUPABASE_CLI, installed by .ci/run): without
-    it they are deselected, and the summary says so, rather than skipped."""
-    if os.environ.get("TASKCLAIM_SUPABASE_CLI"):
-        return
-    drop = [item for item in items if item.get_closest_marker("supabase_cli")]
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = [item for item in items if item not in drop]
-        config.stash[_CLI_DESELECTED] = len(drop)
+    """Tests of the Supabase CLI need its binary (TASKCLAIM_SUPABASE_CLI, installed by .ci/run), and tests
+    in a browser need a Chromium (Debian's, installed by .ci/run): without them they are deselected, and
+    the summary says so, rather than skipped."""
+    needs = {"supabase_cli": bool(os.environ.get("TASKCLAIM_SUPABASE_CLI")), "browser": bool(chromium_path())}
+    for marker, available in needs.items():
+        if available:
+            continue
+        drop = [item for item in items if item.get_closest_marker(marker)]
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = [item for item in items if item not in drop]
+            config.stash.setdefault(_DESELECTED, {})[marker] = len(drop)
 
 
-_CLI_DESELECTED = pytest.StashKey[int]()
+_DESELECTED = pytest.StashKey[dict[str, int]]()
+_WHY = {
+    "supabase_cli": "Supabase CLI test(s) not run: set TASKCLAIM_SUPABASE_CLI to a supabase binary "
+    "(.ci/run installs one) and DATABASE_URL to a PostgreSQL over TCP",
+    "browser": "browser test(s) not run: install Chromium (apt-get install chromium; .ci/run does) "
+    "or set TASKCLAIM_CHROMIUM to its executable",
+}
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    count = config.stash.get(_CLI_DESELECTED, 0)
-    if count:
-        terminalreporter.write_line(
-            f"{count} Supabase CLI test(s) not run: set TASKCLAIM_SUPABASE_CLI to a supabase binary "
-            "(.ci/run installs one) and DATABASE_URL to a PostgreSQL over TCP"
-        )
+    for marker, count in config.stash.get(_DESELECTED, {}).items():
+        terminalreporter.write_line(f"{count} {_WHY[marker]}")

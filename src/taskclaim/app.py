@@ -117,10 +117,27 @@ async def metrics(request: Request) -> Response:
     )
 
 
+# The page loads only its own script and style, talks only to this origin, and cannot be framed (its buttons
+# retry and cancel tasks); the token it is given never leaves in a Referer.
+DASHBOARD_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+DASHBOARD_FILES = {
+    "/": ("dashboard.html", "text/html; charset=utf-8"),
+    "/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
+    "/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
+}
+
+
 async def dashboard(request: Request) -> Response:
-    """A live page of the queue's counts; it reads them with the token the viewer types in."""
-    page = resources.files("taskclaim").joinpath("static/dashboard.html").read_bytes()
-    return Response(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+    """The dashboard's page, script and style; the page reads the queue with the token the viewer types in."""
+    name, media_type = DASHBOARD_FILES[request.url.path]
+    body = resources.files("taskclaim").joinpath("static", name).read_bytes()
+    return Response(body, media_type=media_type, headers=DASHBOARD_HEADERS)
 
 
 async def openapi(request: Request) -> Response:
@@ -198,7 +215,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        Route("/", dashboard, methods=["GET"]),
+        *(Route(path, dashboard, methods=["GET"]) for path in DASHBOARD_FILES),
     ]
     return Starlette(
         routes=routes,

@@ -247,7 +247,8 @@ async def task_counts(
         key: sum(r[key] for r in rows)
         for key in ("queued", "blocked", "in_progress", "complete", "failed", "cancelled")
     }
-    return json_response({"totals": totals, "by_task_type": rows})
+    scope = {"user_id": caller.user_id}  # None: every user's queue (the service key)
+    return json_response({"scope": scope, "totals": totals, "by_task_type": rows})
 
 
 # -- operators -------------------------------------------------------------------------------------

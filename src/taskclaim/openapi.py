@@ -51,6 +51,11 @@ def _object(properties: dict[str, Any], description: str) -> dict[str, Any]:
     return _json(schema, description)
 
 
+def _page(operation: str, summary: str, media_type: str) -> dict[str, Any]:
+    answer = {"description": summary, "content": {media_type: {"schema": {"type": "string"}}}}
+    return {"get": {"summary": summary, "operationId": operation, "responses": {"200": answer}}}
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -158,6 +163,12 @@ ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "200": _object(
                 {
+                    "scope": {
+                        "type": "object",
+                        "required": ["user_id"],
+                        "properties": {"user_id": {"anyOf": [_UUID, {"type": "null"}]}},
+                        "description": "whose tasks: one user's, or every user's (null: the service key)",
+                    },
                     "totals": {"type": "object", "required": list(_COUNTS), "properties": _COUNTS},
                     "by_task_type": {
                         "type": "array",
@@ -323,18 +334,14 @@ def openapi_document(
                 },
             }
         },
-        "/": {
-            "get": {
-                "summary": "the live dashboard (HTML); it reads task-counts with a token typed in",
-                "operationId": "dashboard",
-                "responses": {
-                    "200": {
-                        "description": "an HTML page",
-                        "content": {"text/html": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
+        "/": _page(
+            "dashboard",
+            "the live dashboard: counts, throughput, failed and running tasks, a task table with retry and "
+            "cancel; it calls the routes above with a token typed in",
+            "text/html",
+        ),
+        "/dashboard.js": _page("dashboardScript", "the dashboard's script", "text/javascript"),
+        "/dashboard.css": _page("dashboardStyle", "the dashboard's style", "text/css"),
         "/openapi.json": {
             "get": {
                 "summary": "this document",

@@ -225,8 +225,10 @@ def test_task_counts_are_scoped_like_the_claim(db: Conn, http: httpx.Client) -> 
         "failed": 0,
         "cancelled": 0,
     }
+    assert mine["scope"] == {"user_id": str(alice)}
     everyone = post(http, "task-counts", {}).json()
     assert {r["task_type"]: r["queued"] for r in everyone["by_task_type"]} == {"render": 1, "upscale": 1}
+    assert everyone["scope"] == {"user_id": None}
 
 
 @pytest.mark.parametrize(

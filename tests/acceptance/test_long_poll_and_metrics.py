@@ -129,7 +129,14 @@ def test_the_dashboard_page_is_served(http: httpx.Client) -> None:
     response = http.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert "functions/v1/task-counts" in response.text
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert response.headers["referrer-policy"] == "no-referrer"
+    script = http.get("/dashboard.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    for route in ("task-counts", "list-tasks", "get-task", "retry-task", "cancel-task"):
+        assert f'"{route}"' in script.text
+    assert http.get("/dashboard.css").headers["content-type"].startswith("text/css")
 
 
 @pytest.mark.parametrize("function", ["claim-next-task", "claim-tasks"])

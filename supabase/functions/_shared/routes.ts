@@ -172,7 +172,8 @@ const taskCounts: Route = async (caller) => {
   );
   const byType = JSON.parse(row.json) as Record<string, number>[];
   const totals = Object.fromEntries(COUNTS.map((k) => [k, byType.reduce((sum, r) => sum + r[k], 0)]));
-  return json({ totals, by_task_type: byType });
+  // scope.user_id null: every user's queue (the service key)
+  return json({ scope: { user_id: caller.userId }, totals, by_task_type: byType });
 };
 
 // -- operators: the SQL functions answer with the task's JSON text --------------------------------
