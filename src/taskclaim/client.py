@@ -318,12 +318,19 @@ class TaskClient:
             raise ServiceUnavailable(
                 f"{reason}; and no fallback is configured (set DATABASE_URL or SUPABASE_DB_URL)"
             ) from reason
+        # A warning when the path changes (so a worker's log says it once), then one info line per call.
+        switched = self.last_path != "rpc"
         self._count("rpc")
         self._count("fallback_reason:" + str(reason).split(":", 1)[0])
-        log.info("served by the direct RPC: %s", reason)
+        if switched:
+            log.warning("the service did not serve (%s): using the direct RPC until it is back", reason)
+        else:
+            log.info("served by the direct RPC: %s", reason)
 
     def _count(self, path: str) -> None:
         if path == "edge":
+            if self.last_path == "rpc":
+                log.warning("the service is back: claiming over HTTP again")
             log.debug("served by the service")
         with self._stats_lock:
             self.stats[path] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import time
@@ -13,10 +14,11 @@ import pytest
 from psycopg.rows import dict_row
 
 from taskclaim import migrations
+from taskclaim.client import TaskClient
 from taskclaim.embedded import EmbeddedPostgres
 from tests.acceptance.conftest import SERVICE_KEY, bearer
 from tests.conftest import FAST_SETTINGS
-from tests.helpers import make_project, make_tasks
+from tests.helpers import Conn, make_project, make_tasks
 from tests.processes import ServiceProcess
 
 CLAIM = "/functions/v1/claim-next-task"
@@ -105,3 +107,31 @@ def test_quick_start_serves_on_embedded_postgres_with_a_generated_key(tmp_path: 
         assert match.group(2) in again.log()
     finally:
         assert again.stop() == 0
+
+
+def test_a_client_says_once_when_it_falls_back_and_once_when_the_service_is_back(
+    db: Conn, db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_tasks(db, make_project(db), 5)
+    env = {
+        "DATABASE_URL": db_url,
+        "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY,
+        "TASKCLAIM_DATA_DIR": str(tmp_path),
+    }
+    service = ServiceProcess(env, tmp_path / "serve.log").start()
+    caplog.set_level(logging.INFO, logger="taskclaim.client")
+    with TaskClient(service.url + CLAIM, SERVICE_KEY, database_url=db_url, retries=0) as client:
+        assert client.claim(worker_id="w") is not None and client.last_path == "edge"
+        service.stop()
+        for _ in range(2):
+            assert client.claim(worker_id="w") is not None and client.last_path == "rpc"
+        again = ServiceProcess(env, tmp_path / "serve.log", port=service.port).start()
+        try:
+            assert client.claim(worker_id="w") is not None and client.last_path == "edge"
+        finally:
+            again.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert "using the direct RPC until it is back" in warnings[0]
+    assert "the service is back" in warnings[1]
+    assert sum("served by the direct RPC" in r.getMessage() for r in caplog.records) == 1
