@@ -24,9 +24,8 @@ import httpx
 from deno import find_deno_bin
 
 from taskclaim import migrations
-from taskclaim.config import Settings
+from taskclaim.config import Settings, ensure_service_key
 from taskclaim.database import database_url
-from taskclaim.server import ensure_service_key
 
 FUNCTIONS = Path(__file__).resolve().parents[1] / "supabase" / "functions"
 DEFAULT_PORT = 54321  # where `supabase functions serve` listens

@@ -18,7 +18,7 @@ import psycopg
 
 from taskclaim import __version__, limits, migrations
 from taskclaim.client import TaskClient
-from taskclaim.config import Settings
+from taskclaim.config import Settings, ensure_service_key
 from taskclaim.database import database_url
 from taskclaim.embedded import EmbeddedPostgres, bin_dir
 from taskclaim.exceptions import ConfigError, TaskclaimError
@@ -249,6 +249,14 @@ def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_db_psql(args: argparse.Namespace, settings: Settings) -> int:
     with database_url(settings) as url:
         return subprocess.call([str(bin_dir() / "psql"), url, *args.psql_args])
+
+
+def cmd_service_key(args: argparse.Namespace, settings: Settings) -> int:
+    settings, key_file = ensure_service_key(settings)
+    print(settings.service_role_key or settings.secret_keys[0])
+    if key_file is not None:
+        print(f"taskclaim: the service key kept in {key_file}", file=sys.stderr)
+    return 0
 
 
 def cmd_user_delete(args: argparse.Namespace, settings: Settings) -> int:
@@ -492,6 +500,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_db_url)
     p = db.add_parser("psql", help="psql on the database taskclaim uses (the embedded one, or DATABASE_URL)")
     p.set_defaults(func=cmd_db_psql, psql_args=[])  # whatever follows `db psql` goes to psql (see main)
+
+    p = sub.add_parser(
+        "service-key",
+        help="print the service key taskclaim serve uses: SUPABASE_SERVICE_ROLE_KEY, else the one kept in"
+        " the data directory (made on first use)",
+    )
+    p.set_defaults(func=cmd_service_key)
 
     user = sub.add_parser("user", help="users").add_subparsers(
         dest="user_command", required=True, metavar="ACTION"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,3 +128,18 @@ class Settings:
             http_keepalive_seconds=_positive(env, "TASKCLAIM_HTTP_KEEPALIVE", cls.http_keepalive_seconds),
             http_read_seconds=_positive(env, "TASKCLAIM_HTTP_READ_TIMEOUT", cls.http_read_seconds),
         )
+
+
+def ensure_service_key(settings: Settings) -> tuple[Settings, Path | None]:
+    """With no service key configured, use the one kept in the data directory, made on first use."""
+    if settings.service_role_key or settings.secret_keys:
+        return settings, None
+    path = settings.data_dir / "service_key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        key = "sb_secret_" + secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+    key = path.read_text().strip()
+    return dataclasses.replace(settings, secret_keys=(key,)), path

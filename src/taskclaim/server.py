@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
-import secrets
 import signal
 import socket
 import sys
-from pathlib import Path
 
 import uvicorn
 
 from taskclaim import migrations
 from taskclaim.app import create_app
-from taskclaim.config import Settings
+from taskclaim.config import Settings, ensure_service_key
 from taskclaim.database import database_url
 from taskclaim.exceptions import ConfigError
 from taskclaim.protocol import protocol_class
 
 log = logging.getLogger("taskclaim.server")
-
-
-def ensure_service_key(settings: Settings) -> tuple[Settings, Path | None]:
-    """With no service key configured, use the one kept in the data directory, made on first use."""
-    if settings.service_role_key or settings.secret_keys:
-        return settings, None
-    path = settings.data_dir / "service_key"
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        key = "sb_secret_" + secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key + "\n")
-    key = path.read_text().strip()
-    return dataclasses.replace(settings, secret_keys=(key,)), path
 
 
 def serve(settings: Settings, host: str, port: int, *, migrate: bool = True) -> None:
