@@ -159,17 +159,21 @@ def report(results: dict[str, Any], sizes: Sizes, command: str, seconds: float) 
         "",
         f"pgbench, one client, {sizes.growth_seconds:.0f} s each, after a CHECKPOINT; finished (`Complete`)",
         "and blocked tasks are all older than the ready ones. Buffers: `EXPLAIN (ANALYZE, BUFFERS)` of one",
-        "claim, shared hits + reads.",
+        "claim, shared hits + reads. List pages: the buffers of one page of 50 of `list-tasks`, the first",
+        "page and the page after it: newest first (the ready tasks) for the service key and for the user",
+        "who owns them, and oldest first (through the finished ones) for the service key.",
         "",
-        "| finished tasks | blocked tasks | buffers per claim | claims/s | mean latency ms | × empty |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| finished tasks | blocked tasks | buffers per claim | claims/s | mean latency ms | × empty "
+        "| list page, service (first / next) | user | service, oldest first |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     empty = results["growth"][0]["latency_ms"]
     for g in results["growth"]:
         lines.append(
             f"| {g['finished']:,} | {g['blocked']:,} | {g['buffers']} | {g['claims_per_s']:,.0f} | "
             f"{g['latency_ms']:.3f} | "
-            f"{_ratio(g['latency_ms'], empty):.2f} |"
+            f"{_ratio(g['latency_ms'], empty):.2f} | "
+            f"{_pages(g, 'service')} | {_pages(g, 'user')} | {_pages(g, 'oldest')} |"
         )
     s = results["sustained"]
     lines += [
@@ -202,6 +206,11 @@ def report(results: dict[str, Any], sizes: Sizes, command: str, seconds: float) 
         met = value <= TARGETS[key] if lower_is_better else value >= TARGETS[key]
         lines.append(f"| {label} | {fmt.format(value)} | {'yes' if met else '**no**'} |")
     return "\n".join(lines) + "\n"
+
+
+def _pages(row: dict[str, Any], scope: str) -> str:
+    first = row.get(f"list_{scope}_first")
+    return "" if first is None else f"{first} / {row[f'list_{scope}_next']}"
 
 
 BEGIN, END = "<!-- results: begin -->", "<!-- results: end -->"

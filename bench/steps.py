@@ -34,6 +34,10 @@ KEY = "bench-service-key-" + uuid.uuid4().hex
 CLAIM_SQL = query("func_claim_task") % {"worker_id": "'bench'"}  # literal: pgbench runs it too
 # What TaskClient.claim_many sends on the direct-RPC path: several claims in one statement.
 BATCH_SQL = query("claim_batch")
+LIST_SQL = (
+    "select * from public.taskclaim_list_tasks(p_user_id => %s, p_oldest_first => %s, p_cursor => %s,"
+    " p_limit => 50)"
+)
 
 
 @dataclass
@@ -69,6 +73,7 @@ class Bench:
     pg: EmbeddedPostgres = field(init=False)
     url: str = field(init=False)
     project: uuid.UUID = field(init=False)
+    service_pid: int = field(init=False)
 
     def start(self) -> None:
         self.pg = EmbeddedPostgres(self.workdir / "pg")  # PostgreSQL's settings as shipped
@@ -197,6 +202,7 @@ class Bench:
             [sys.executable, "-m", "taskclaim", "serve", "--port", str(port)], env=env, stdout=log, stderr=log
         )
         base = f"http://127.0.0.1:{port}"
+        self.service_pid = process.pid
         try:
             _wait_healthy(base, process)
             yield base
@@ -241,9 +247,32 @@ class Bench:
                     # Write out the bulk load now, so that its checkpoint does not land in the measurement.
                     conn.execute("checkpoint")
                     buffers = self._claim_buffers(conn)
+                    pages = self._list_buffers(conn) if not blocked else {}
                 figures = self.pgbench(1, self.sizes.growth_seconds)
-                rows.append({"finished": finished, "blocked": blocked, "buffers": buffers, **figures})
+                rows.append(
+                    {"finished": finished, "blocked": blocked, "buffers": buffers, **pages, **figures}
+                )
         return rows
+
+    def _list_buffers(self, conn: psycopg.Connection[Any]) -> dict[str, int]:
+        """Shared buffers of one page of 50 of list-tasks (the operators' listing): the first page and the
+        page after it, newest first (the ready tasks) for the service and for the one user who owns every
+        task here, and oldest first (through the finished ones) for the service."""
+        owner = conn.execute("select user_id from projects where id = %s", (self.project,)).fetchone()
+        assert owner is not None
+        figures = {}
+        with psycopg.connect(conn.info.dsn, autocommit=True, row_factory=dict_row) as session:
+            for scope, user, oldest in (
+                ("service", None, False),
+                ("user", owner[0], False),
+                ("oldest", None, True),
+            ):
+                params: tuple[object, ...] = (user, oldest, None)
+                rows = session.execute(LIST_SQL, params).fetchall()  # warms the function and the catalog
+                figures[f"list_{scope}_first"] = explain_buffers(session, LIST_SQL, params)
+                after = (user, oldest, rows[-1]["cursor"])
+                figures[f"list_{scope}_next"] = explain_buffers(session, LIST_SQL, after)
+        return figures
 
     def _claim_buffers(self, conn: psycopg.Connection[Any]) -> int:
         """Shared buffers one claim touches (EXPLAIN ANALYZE, BUFFERS), after two warm-up claims."""

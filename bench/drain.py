@@ -1,0 +1,169 @@
+"""Drain: how fast consumers empty a queue of N no-op tasks, taskclaim over HTTP beside pgqueuer in-process.
+
+    python -m bench.drain [--tasks 20000] [--concurrency 1,4,16,64] [--pgqueuer-batch 10,100]
+
+On one embedded PostgreSQL, in one run: for each C, N tasks are preloaded and vacuumed, then
+
+- taskclaim: one reference ``Worker`` process with ``concurrency=C`` against ``taskclaim serve`` (what
+  ``taskclaim worker`` runs, with a no-op Python handler);
+- pgqueuer (pinned in the ``bench`` extra): C ``QueueManager`` processes in drain mode on asyncpg, its
+  defaults (``batch_size=10``) and tuned (``batch_size=100``).
+
+Each consumer connects first and says ready; the clock starts when all are told to go and stops when the
+last has exited with the queue empty. Reported: tasks/s, the consumers' own CPU per task, and the service's
+CPU per task (from /proc). Needs ``pip install -e '.[bench]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.steps import KEY, Bench, Sizes, new_workdir
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def consumers(commands: list[list[str]], log_path: Path) -> tuple[float, float]:
+    """Start the consumers, wait until each is ready, say go; the wall seconds until the last exits, and
+    the CPU seconds they spent after go."""
+    log = open(log_path, "a")  # noqa: SIM115 - shared by the consumers until they exit
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.drain_worker", *command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,  # the worker's progress lines: written, as a user's would be
+            text=True,
+        )
+        for command in commands
+    ]
+    for process in processes:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    started = time.perf_counter()
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    cpu = 0.0
+    for process in processes:
+        assert process.stdout is not None
+        out = process.stdout.read()
+        assert process.wait(600) == 0, f"a consumer failed: see {log_path}"
+        cpu += json.loads(out.strip().splitlines()[-1])["cpu_seconds"]
+    elapsed = time.perf_counter() - started
+    log.close()
+    return elapsed, cpu
+
+
+def pgqueuer_install(dsn: str) -> None:
+    import asyncpg
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.queries import Queries
+
+    async def install() -> None:
+        connection = await asyncpg.connect(dsn)
+        await Queries(AsyncpgDriver(connection)).install()
+        await connection.close()
+
+    asyncio.run(install())
+
+
+def pgqueuer_enqueue(dsn: str, count: int) -> None:
+    import asyncpg
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.queries import Queries
+
+    async def enqueue() -> None:
+        connection = await asyncpg.connect(dsn)
+        queries = Queries(AsyncpgDriver(connection))
+        await queries.clear_queue()
+        await queries.enqueue(["bench"] * count, [b"{}"] * count, [0] * count)
+        await connection.execute("vacuum analyze pgqueuer")
+        await connection.close()
+
+    asyncio.run(enqueue())
+
+
+def run(tasks: int, concurrencies: list[int], batches: list[int]) -> list[dict[str, Any]]:
+    bench = Bench(Sizes(), new_workdir())
+    bench.start()
+    rows: list[dict[str, Any]] = []
+    try:
+        dsn = bench.url
+        pgqueuer_install(dsn)
+        with bench.service() as base:
+            server_pid = bench.service_pid
+            for c in concurrencies:
+                bench.reset(tasks)
+                before = cpu_seconds(server_pid)
+                wall, cpu = consumers([["taskclaim", base, KEY, str(c)]], bench.workdir / "consumers.log")
+                server = cpu_seconds(server_pid) - before
+                assert bench.count("Complete") == tasks
+                rows.append(_row("taskclaim over HTTP", c, tasks, wall, cpu, server))
+                print(rows[-1], file=sys.stderr, flush=True)
+        for batch in batches:
+            for c in concurrencies:
+                pgqueuer_enqueue(dsn, tasks)
+                command = ["pgqueuer", dsn, str(batch)]
+                wall, cpu = consumers([command] * c, bench.workdir / "consumers.log")
+                rows.append(_row(f"pgqueuer batch_size={batch}", c, tasks, wall, cpu, None))
+                print(rows[-1], file=sys.stderr, flush=True)
+    finally:
+        bench.stop()
+    return rows
+
+
+def _row(name: str, c: int, tasks: int, wall: float, cpu: float, server: float | None) -> dict[str, Any]:
+    return {
+        "consumer": name,
+        "c": c,
+        "tasks_per_s": tasks / wall,
+        "consumer_cpu_ms_per_task": 1000 * cpu / tasks,
+        "server_cpu_ms_per_task": None if server is None else 1000 * server / tasks,
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| consumers | C | tasks/s | consumers' CPU ms/task | service CPU ms/task |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        server = "" if r["server_cpu_ms_per_task"] is None else f"{r['server_cpu_ms_per_task']:.3f}"
+        lines.append(
+            f"| {r['consumer']} | {r['c']} | {r['tasks_per_s']:,.0f} | {r['consumer_cpu_ms_per_task']:.3f}"
+            f" | {server} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--concurrency", default="1,4,16,64")
+    parser.add_argument("--pgqueuer-batch", default="10,100")
+    args = parser.parse_args()
+    rows = run(
+        args.tasks,
+        [int(c) for c in args.concurrency.split(",")],
+        [int(b) for b in args.pgqueuer_batch.split(",") if b],
+    )
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
