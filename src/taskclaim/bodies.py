@@ -122,6 +122,17 @@ class CompleteTask(Holder):
         _check_json("result", self.result)
 
 
+class CompleteTasks(Body):
+    tasks: Annotated[
+        list[CompleteTask],
+        msgspec.Meta(
+            min_length=1,
+            max_length=limits.MAX_COMPLETE_TASKS,
+            description="each a complete-task body; each is answered on its own",
+        ),
+    ]
+
+
 class FailTask(Holder):
     error: ErrorText | None = None
     retry: bool = False

@@ -7,6 +7,7 @@ auth, the body, errors as ``{"error": "..."}`` with their status, and the reques
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -205,6 +206,36 @@ async def complete_task(
     return json_response(row)
 
 
+async def complete_tasks(
+    service: Service, caller: Caller, body: bodies.CompleteTasks, request: Request
+) -> Response:
+    """Many completions in one request, each answered on its own (``status_code`` 200, 404 or 409), in the
+    order given. They join the coalesced completions of every other request of the scope."""
+    outcomes = await asyncio.gather(
+        *(
+            service.queue.complete(
+                item.task_id,
+                item.worker_id,
+                attempt=item.attempt,
+                result=item.result,
+                output_location=item.output_location,
+                user_id=caller.user_id,
+            )
+            for item in body.tasks
+        ),
+        return_exceptions=True,
+    )
+    answers: list[dict[str, Any]] = []
+    for item, outcome in zip(body.tasks, outcomes, strict=True):
+        if isinstance(outcome, QueueError):
+            answers.append({"task_id": item.task_id, "status_code": outcome.status, "error": outcome.message})
+        elif isinstance(outcome, BaseException):
+            raise outcome  # the database went away: 503 for the request (what had committed stays done)
+        else:
+            answers.append({"task_id": item.task_id, "status_code": 200, **outcome})
+    return json_response({"results": answers})
+
+
 async def fail_task(service: Service, caller: Caller, body: bodies.FailTask, request: Request) -> Response:
     row = await service.queue.fail(
         body.task_id,
@@ -300,6 +331,7 @@ FUNCTIONS: dict[str, Function] = {
     "claim-tasks": Function(claim_tasks, bodies.ClaimTasks, limits.CLAIM_BODY_LIMIT),
     "heartbeat": Function(heartbeat, bodies.Heartbeat, limits.CLAIM_BODY_LIMIT),
     "complete-task": Function(complete_task, bodies.CompleteTask, limits.TASK_BODY_LIMIT),
+    "complete-tasks": Function(complete_tasks, bodies.CompleteTasks, limits.BATCH_BODY_LIMIT),
     "fail-task": Function(fail_task, bodies.FailTask, limits.TASK_BODY_LIMIT),
     "release-task": Function(release_task, bodies.ReleaseTask, limits.CLAIM_BODY_LIMIT),
     "create-task": Function(create_task, bodies.CreateTask, limits.TASK_BODY_LIMIT),

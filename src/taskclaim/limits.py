@@ -31,6 +31,7 @@ MAX_NAME_LENGTH = 200  # worker_id, task_type, idempotency_key
 MAX_TASK_TYPES = 20  # task_types filters
 MAX_ERROR_LENGTH = 8192
 MAX_OUTPUT_LOCATION_LENGTH = 2048
+MAX_COMPLETE_TASKS = 100  # items of one complete-tasks request
 
 # JSON values (params, result): what PostgreSQL stores and every client reads back unchanged. Integral
 # numbers must lie within ±(2**53 - 1), the range that I-JSON (RFC 7493) says every JSON reader holds
@@ -42,6 +43,7 @@ MAX_JSON_DEPTH = 64
 # Request bodies, in bytes.
 CLAIM_BODY_LIMIT = 16 * 1024
 TASK_BODY_LIMIT = 512 * 1024
+BATCH_BODY_LIMIT = 2 * 1024 * 1024  # complete-tasks: many results in one body
 
 
 def default_lease_seconds(env: Mapping[str, str]) -> int:

@@ -131,6 +131,47 @@ ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
             **_HELD,
         },
     ),
+    "complete-tasks": (
+        "Complete many held tasks in one request; each item is answered on its own, in order",
+        {
+            "200": _object(
+                {
+                    "results": {
+                        "type": "array",
+                        "items": {
+                            "anyOf": [
+                                {
+                                    "type": "object",
+                                    "required": [
+                                        "task_id",
+                                        "status_code",
+                                        "status",
+                                        "generation_processed_at",
+                                    ],
+                                    "properties": {
+                                        "task_id": _UUID,
+                                        "status_code": {"type": "integer", "enum": [200]},
+                                        "status": _STATUS,
+                                        "generation_processed_at": _NULLABLE_TIME,
+                                    },
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["task_id", "status_code", "error"],
+                                    "properties": {
+                                        "task_id": _UUID,
+                                        "status_code": {"type": "integer", "enum": [400, 404, 409]},
+                                        "error": {"type": "string"},
+                                    },
+                                },
+                            ]
+                        },
+                    }
+                },
+                "one answer per item, in the order given: completed (200), or why not (404, 409)",
+            ),
+        },
+    ),
     "fail-task": (
         "Fail a held task, or put it back in the queue with retry",
         {

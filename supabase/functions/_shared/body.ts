@@ -131,6 +131,10 @@ function fits(schema: Schema, value: unknown): boolean {
 }
 
 function check(schema: Schema, value: unknown, path: string): void {
+  const struct = schema.$ref?.split("/").pop();
+  if (struct && struct !== "JsonValue" && struct !== "JsonObject" && SCHEMAS[struct]) {
+    return check(SCHEMAS[struct], value, path); // a body nested in a body (complete-tasks' items)
+  }
   if (schema.$ref) {
     const problem = jsonProblem(value);
     if (problem !== null) fail("", `${path} ${problem}`);

@@ -55,6 +55,11 @@ const REFUSALS: Record<string, number> = {
 const UNAVAILABLE = /^(08|57P|53)/;
 const NETWORK = /^(E[A-Z]+|CONNECT_TIMEOUT|CONNECTION_\w+)$/;
 
+/** The status a refusal's SQLSTATE means, for an item a batch function answered with an error. */
+export function errorStatus(code: string): number {
+  return REFUSALS[code] ?? 400;
+}
+
 /** ``run()``, with the database's errors turned into the HTTP answers they mean. */
 export async function query<T>(run: () => Promise<T>): Promise<T> {
   try {

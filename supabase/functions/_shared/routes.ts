@@ -5,7 +5,7 @@
 import type { Caller } from "./auth.ts";
 import type { Body, FunctionName } from "./body.ts";
 import { LIMITS } from "./body.ts";
-import { query, sql } from "./database.ts";
+import { errorStatus, query, sql } from "./database.ts";
 import { HttpError, json, jsonText, noContent } from "./http.ts";
 import { longPoll } from "./longpoll.ts";
 import { checkLease, leaseSeconds, waitSeconds } from "./settings.ts";
@@ -124,6 +124,59 @@ const completeTask: Route = async (caller, body) => {
   return jsonText(row.json);
 };
 
+type Completed = {
+  ordinal: number;
+  task_id: string;
+  status: string | null;
+  generation_processed_at: string | null;
+  error_code: string | null;
+  error: string | null;
+};
+
+/** Many completions, each answered on its own, in order. One statement per round: an id given twice goes
+ * in the next round, so the second is answered after the first, as the service's coalescer does. */
+const completeTasks: Route = async (caller, body) => {
+  const items = body.tasks as Body[];
+  const answers: Record<string, unknown>[] = new Array(items.length);
+  let pending = items.map((item, index) => ({ item, index }));
+  while (pending.length) {
+    const seen = new Set<string>();
+    const round = pending.filter(({ item }) =>
+      !seen.has(item.task_id as string) && !!seen.add(item.task_id as string)
+    );
+    pending = pending.filter((entry) => !round.includes(entry));
+    const payload = JSON.stringify(round.map(({ item }) => item));
+    const [row] = await query(() =>
+      sql()`
+        select coalesce(json_agg(b order by b.ordinal), '[]')::text as json
+          from (select array_agg((e->>'task_id')::uuid order by n) as ids,
+                       array_agg(e->>'worker_id' order by n) as workers,
+                       array_agg((e->>'attempt')::integer order by n) as attempts,
+                       array_agg(nullif(e->'result', 'null'::jsonb) order by n) as results,
+                       array_agg(e->>'output_location' order by n) as locations
+                  from jsonb_array_elements(${payload}::text::jsonb) with ordinality as x(e, n)) a,
+               public.taskclaim_complete_batch(a.ids, a.workers, a.attempts, a.results, a.locations,
+                                               ${caller.userId}::uuid) b`
+    );
+    for (const done of JSON.parse(row.json) as Completed[]) {
+      const { index } = round[done.ordinal - 1];
+      answers[index] = done.error_code === null
+        ? {
+          task_id: done.task_id,
+          status_code: 200,
+          status: done.status,
+          generation_processed_at: done.generation_processed_at,
+        }
+        : {
+          task_id: round[done.ordinal - 1].item.task_id,
+          status_code: errorStatus(done.error_code),
+          error: done.error,
+        };
+    }
+  }
+  return json({ results: answers });
+};
+
 const failTask: Route = async (caller, body) => {
   const [row] = await query(() =>
     sql()`
@@ -223,6 +276,7 @@ export const ROUTES: Record<FunctionName, Route> = {
   "claim-tasks": claimTasks,
   "heartbeat": heartbeat,
   "complete-task": completeTask,
+  "complete-tasks": completeTasks,
   "fail-task": failTask,
   "release-task": releaseTask,
   "create-task": createTask,
