@@ -1,6 +1,6 @@
 """A page of list-tasks reads an index in page order and stops: its cost does not grow with the finished
 tasks behind it. Measured as shared buffers (EXPLAIN ANALYZE BUFFERS) of one page of 50 on a table of
-200,000 finished tasks; BENCHMARKS.md has the same at 10 million."""
+200,000 finished tasks; BENCHMARKS.md has pages behind 10 million."""
 
 from __future__ import annotations
 
