@@ -353,6 +353,11 @@ def add_worker_parser(sub: Any) -> None:
         metavar="TYPE",
         help="claim only tasks of this task_type (repeat for several; default: every type)",
     )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no line per task on stderr (default: one each); the summary at exit is printed either way",
+    )
     p.set_defaults(func=run_worker_command)
 
 
@@ -382,6 +387,7 @@ def run_worker_command(args: argparse.Namespace, settings: Settings) -> int:
         shutdown_grace=args.shutdown_grace,
         exit_when_empty=args.exit_when_empty,
         task_types=args.task_types,
+        progress=not args.quiet,
     )
     if args.worker_id:
         config.worker_id = args.worker_id

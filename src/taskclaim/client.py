@@ -23,12 +23,13 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from taskclaim import limits
-from taskclaim.exceptions import ClientError, NotHeld, ServiceUnavailable
+from taskclaim.exceptions import ClientError, NotHeld, ServiceUnavailable, queue_error
 from taskclaim.fallback import DirectRpc
 from taskclaim.task import Task
 
@@ -206,6 +207,56 @@ class TaskClient:
         params = {**self._holder(task), "result": _jsonb(result), "output_location": output_location}
         return self._call("complete-task", body, "complete", params)
 
+    def complete_many(self, items: Sequence[tuple[Task, Any]]) -> list[dict[str, Any] | ClientError]:
+        """Complete several held tasks (each with its result) in one call per 100: ``complete-tasks``, or
+        ``taskclaim_complete_batch`` on the fallback. Each item's outcome comes back in order: the answer,
+        or the ``ClientError`` (``NotHeld`` for 409) that ``complete`` would have raised for it. Only a
+        failure of the whole call raises."""
+        outcomes: list[dict[str, Any] | ClientError] = []
+        for start in range(0, len(items), limits.MAX_COMPLETE_TASKS):
+            chunk = items[start : start + limits.MAX_COMPLETE_TASKS]
+            body = {"tasks": [self._holder(task) | {"result": result} for task, result in chunk]}
+            try:
+                answer = self._post("complete-tasks", body)
+            except _Fallback as reason:
+                self._note_fallback(reason)
+                outcomes += self._rpc_complete_many(chunk, str(reason))
+                continue
+            assert answer is not None
+            outcomes += [_outcome(a, a["status_code"], a.get("error")) for a in answer["results"]]
+        return outcomes
+
+    def _rpc_complete_many(
+        self, items: Sequence[tuple[Task, Any]], reason: str
+    ) -> list[dict[str, Any] | ClientError]:
+        """The fallback's batch: one statement per round; a task given twice goes in the next round."""
+        outcomes: dict[int, dict[str, Any] | ClientError] = {}
+        pending = list(enumerate(items))
+        while pending:
+            seen: set[str] = set()
+            this_round: list[tuple[int, tuple[Task, Any]]] = []
+            later: list[tuple[int, tuple[Task, Any]]] = []
+            for index, (task, result) in pending:
+                (later if task.task_id in seen else this_round).append((index, (task, result)))
+                seen.add(task.task_id)
+            params = {
+                "task_ids": [task.task_id for _, (task, _) in this_round],
+                "worker_ids": [task.worker_id for _, (task, _) in this_round],
+                "attempts": [task.attempt for _, (task, _) in this_round],
+                "results": [_jsonb(result) for _, (_, result) in this_round],
+                "output_locations": [None] * len(this_round),
+            }
+            rows = {row["ordinal"]: row for row in self._rpc.call("complete_batch", params, reason)}
+            for n, (index, _) in enumerate(this_round, start=1):
+                row = rows[n]
+                code, message = row.pop("error_code"), row.pop("error")
+                row.pop("ordinal")
+                refusal = queue_error(code) if code is not None else None
+                status = 200 if code is None else refusal.status if refusal else 400
+                outcomes[index] = _outcome(_as_json(row), status, message)
+            pending = later
+        return [outcomes[i] for i in range(len(items))]
+
     def fail(self, task: Task, error: str, *, retry: bool = False) -> dict[str, Any]:
         body = self._holder(task) | {"error": error, "retry": retry}
         return self._call("fail-task", body, "fail", dict(body))
@@ -340,6 +391,20 @@ class TaskClient:
     @staticmethod
     def _holder(task: Task) -> dict[str, Any]:
         return {"task_id": task.task_id, "worker_id": task.worker_id, "attempt": task.attempt}
+
+
+def _as_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of the direct path as the service would have sent it: ids and times as strings."""
+    return {
+        k: v.isoformat() if hasattr(v, "isoformat") else str(v) if isinstance(v, uuid.UUID) else v
+        for k, v in row.items()
+    }
+
+
+def _outcome(answer: dict[str, Any], status: int, error: str | None) -> dict[str, Any] | ClientError:
+    if status == 200:
+        return {k: v for k, v in answer.items() if k != "status_code"}
+    return (NotHeld if status == 409 else ClientError)(error or f"HTTP {status}", status)
 
 
 def _jsonb(value: Any) -> Any:

@@ -49,17 +49,23 @@ class WorkerConfig:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     # Claim only these task types. Default: every type with a command, else the types with a handler.
     task_types: list[str] | None = None
+    progress: bool = True  # one line per task on stderr (the summary at exit is printed either way)
 
 
 class _Running:
-    """One task in flight: its heartbeat thread and, for --exec, its child process."""
+    """One task in flight: when its next heartbeat is due and, for --exec, its child process."""
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: Task, beat_every: float) -> None:
         self.task = task
         self.lost = threading.Event()  # the lease was taken back: do not complete
-        self.done = threading.Event()
+        self.next_beat = time.monotonic() + beat_every
         self.process: subprocess.Popen[bytes] | None = None
         self.cancelled = False
+        self.started = time.monotonic()
+
+
+# What a runner hands the reporter: the task, whether it succeeded, its result or error, its seconds.
+_Outcome = tuple[_Running, bool, Any, float]
 
 
 class Worker:
@@ -89,23 +95,36 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------------------
     #
     # One claimer thread takes tasks for every free slot in one call (claim_many) and hands them to
-    # ``concurrency`` runner threads. An idle worker so holds one long poll, not one per slot.
+    # ``concurrency`` runner threads; an idle worker so holds one long poll, not one per slot. A runner
+    # hands what it finished to one reporter thread, which sends every completion waiting at that moment
+    # in one complete-tasks call (so batches follow the load, and none waits for a timer), and one
+    # heartbeat thread extends the leases of every running task that is due.
 
     def run(self) -> None:
         self._free = self.config.concurrency
         self._ready: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[_Outcome | None] = queue.SimpleQueue()
         self._slot_freed = threading.Condition(self._lock)
+        self._runners_left = self.config.concurrency
+        self._finished = threading.Event()
         runners = [
             threading.Thread(target=self._run_tasks, daemon=True) for _ in range(self.config.concurrency)
         ]
-        threads = [threading.Thread(target=self._claim_tasks, daemon=True), *runners]
-        for thread in threads:
+        threads = [
+            threading.Thread(target=self._claim_tasks, daemon=True),
+            *runners,
+            threading.Thread(target=self._report, daemon=True),
+        ]
+        beats = threading.Thread(target=self._heartbeats, daemon=True)
+        for thread in [*threads, beats]:
             thread.start()
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.2)
                 if self.stopping.is_set():
                     self._shutdown(threads)
+        self._finished.set()
+        beats.join(5)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -171,34 +190,36 @@ class Worker:
                 self._ready.put(None)  # the runners end once the tasks handed out before are done
 
     def _run_tasks(self) -> None:
-        while (task := self._ready.get()) is not None:
-            try:
-                if self.stopping.is_set():
-                    self._finish(_cancelled(task), False, None, 0.0)
-                else:
-                    self._run_one(task)
-            except Exception:  # the slot must survive a bug; the task's lease returns it to the queue
-                log.exception("task %s: the worker could not run or report it", task.task_id)
-            finally:
-                with self._slot_freed:
-                    self._free += 1
-                    self._slot_freed.notify()
+        try:
+            while (task := self._ready.get()) is not None:
+                try:
+                    if self.stopping.is_set():
+                        self._outbox.put((_cancelled(task), False, None, 0.0))
+                    else:
+                        self._run_one(task)
+                except Exception:  # the slot must survive a bug; the task's lease returns it to the queue
+                    log.exception("task %s: the worker could not run it", task.task_id)
+                finally:
+                    with self._slot_freed:
+                        self._free += 1
+                        self._slot_freed.notify()
+        finally:
+            with self._lock:
+                self._runners_left -= 1
+                last = self._runners_left == 0
+            if last:
+                self._outbox.put(None)  # the reporter ends once what the runners handed it is sent
 
     def _run_one(self, task: Task) -> None:
-        running = _Running(task)
+        running = _Running(task, self._beat_every())
         with self._lock:
             self._running[task.task_id] = running
-        beat = threading.Thread(target=self._heartbeat, args=(running,), daemon=True)
-        beat.start()
-        started = time.monotonic()
         try:
             ok, outcome = self._execute(running)
         finally:
-            running.done.set()
-            beat.join()
             with self._lock:
                 self._running.pop(task.task_id, None)
-        self._finish(running, ok, outcome, time.monotonic() - started)
+        self._outbox.put((running, ok, outcome, time.monotonic() - running.started))
 
     def _execute(self, running: _Running) -> tuple[bool, Any]:
         task = running.task
@@ -232,18 +253,58 @@ class Worker:
         except ValueError:
             return True, text
 
-    def _finish(self, running: _Running, ok: bool, outcome: Any, seconds: float) -> None:
-        task = running.task
-        if running.lost.is_set():
-            self._progress(task, "lost its lease; not completed", seconds, "lost")
+    def _report(self) -> None:
+        """Send what the runners finished: the completions waiting now in one call, the rest one by one."""
+        while (first := self._outbox.get()) is not None:
+            batch = [first]
+            ended = False
+            while len(batch) < limits.MAX_COMPLETE_TASKS:
+                try:
+                    item = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    ended = True
+                    break
+                batch.append(item)
+            try:
+                self._send(batch)
+            except Exception:  # the reporter must survive a bug; the tasks' leases return them
+                log.exception("could not report %d task(s)", len(batch))
+            if ended:
+                return
+
+    def _send(self, batch: list[_Outcome]) -> None:
+        completions = []
+        for running, ok, outcome, seconds in batch:
+            task = running.task
+            if running.lost.is_set():
+                self._progress(task, "lost its lease; not completed", seconds, "lost")
+            elif ok and not running.cancelled:
+                completions.append((running, outcome, seconds))
+            else:
+                self._send_one(running, outcome, seconds)
+        if not completions:
             return
+        try:
+            answers = self.client.complete_many([(r.task, outcome) for r, outcome, _ in completions])
+        except ClientError as exc:
+            log.error("could not report %d completion(s): %s", len(completions), exc)
+            return
+        for (running, _, seconds), answer in zip(completions, answers, strict=True):
+            if isinstance(answer, NotHeld):
+                self._progress(running.task, f"not held any more ({answer})", seconds, "lost")
+            elif isinstance(answer, ClientError):
+                log.error("could not report task %s: %s", running.task.task_id, answer)
+            else:
+                self._progress(running.task, "Complete", seconds, "complete")
+
+    def _send_one(self, running: _Running, outcome: Any, seconds: float) -> None:
+        task = running.task
         try:
             if running.cancelled:
                 self.client.release(task)
                 self._progress(task, "released (shutting down)", seconds, "released")
-            elif ok:
-                self.client.complete(task, result=outcome)
-                self._progress(task, "Complete", seconds, "complete")
             else:
                 self.client.fail(task, str(outcome))
                 self._progress(
@@ -254,19 +315,27 @@ class Worker:
         except ClientError as exc:
             log.error("could not report task %s: %s", task.task_id, exc)
 
-    def _heartbeat(self, running: _Running) -> None:
-        interval = self.config.heartbeat_interval or self.config.lease_seconds / 3
-        while not running.done.wait(interval):
-            try:
-                self.client.heartbeat(running.task, self.config.lease_seconds)
-            except NotHeld:
-                running.lost.set()
-                self._kill(running)
-                return
-            except ClientError as exc:
-                log.warning("heartbeat for %s failed: %s", running.task.task_id, exc)
-            except Exception:  # keep beating: a lost heartbeat thread would lose the task at lease end
-                log.exception("heartbeat for %s failed unexpectedly", running.task.task_id)
+    def _beat_every(self) -> float:
+        return self.config.heartbeat_interval or self.config.lease_seconds / 3
+
+    def _heartbeats(self) -> None:
+        """One thread for every running task's lease: each is extended when its interval has passed."""
+        tick = min(1.0, self._beat_every())
+        while not self._finished.wait(tick):
+            now = time.monotonic()
+            with self._lock:
+                due = [r for r in self._running.values() if r.next_beat <= now and not r.lost.is_set()]
+            for running in due:
+                running.next_beat = now + self._beat_every()
+                try:
+                    self.client.heartbeat(running.task, self.config.lease_seconds)
+                except NotHeld:
+                    running.lost.set()
+                    self._kill(running)
+                except ClientError as exc:
+                    log.warning("heartbeat for %s failed: %s", running.task.task_id, exc)
+                except Exception:  # keep beating: a dead heartbeat thread would lose every task at lease end
+                    log.exception("heartbeat for %s failed unexpectedly", running.task.task_id)
 
     def _kill(self, running: _Running) -> None:
         process = running.process
@@ -289,6 +358,8 @@ class Worker:
     def _progress(self, task: Task, what: str, seconds: float, counter: str) -> None:
         with self._lock:
             self.counts[counter] += 1
+        if not self.config.progress:
+            return
         print(
             f"task {task.task_id} {task.task_type} attempt {task.attempt}: {what} in {seconds:.2f}s"
             f" (via {self.client.last_path})",
@@ -298,6 +369,6 @@ class Worker:
 
 
 def _cancelled(task: Task) -> _Running:
-    running = _Running(task)
+    running = _Running(task, 0.0)
     running.cancelled = True
     return running

@@ -3,6 +3,9 @@ stale, unknown or foreign item never fails the others, and a user's token comple
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import threading
 import uuid
 from typing import Any
 
@@ -10,8 +13,11 @@ import httpx
 import pytest
 
 from taskclaim import limits
-from tests.acceptance.conftest import Credentials
+from taskclaim.client import NotHeld, Task, TaskClient
+from taskclaim.worker import Worker, WorkerConfig
+from tests.acceptance.conftest import SERVICE_KEY, Credentials, Server
 from tests.acceptance.test_lifecycle import claim, holder, post
+from tests.acceptance.test_supabase_headless import closed_port_url
 from tests.helpers import Conn, make_project, make_task, task
 
 
@@ -86,3 +92,63 @@ def test_a_bad_item_refuses_the_whole_request_and_changes_nothing(
     assert response.status_code == 400, response.text
     assert names in response.json()["error"]
     assert task(db, held["task_id"])["status"] == "In Progress"
+
+
+def test_the_client_completes_many_and_answers_each_over_http_and_the_fallback(
+    db: Conn, db_url: str, server: Server
+) -> None:
+    project = make_project(db)
+    for _ in range(4):
+        make_task(db, project)
+    url = server.url + "/functions/v1/claim-next-task"
+    with (
+        TaskClient(url, SERVICE_KEY) as http_client,
+        TaskClient(closed_port_url(), None, database_url=db_url) as rpc,
+    ):
+        for client in (http_client, rpc):
+            held = client.claim_many(2, worker_id="w")
+            stale = dataclasses.replace(held[1], worker_id="not-me")
+            outcomes = client.complete_many([(held[0], {"ok": 1}), (stale, None), (held[1], [1, 2])])
+            assert isinstance(outcomes[0], dict) and outcomes[0]["status"] == "Complete"
+            assert isinstance(outcomes[1], NotHeld) and outcomes[1].status == 409
+            assert isinstance(outcomes[2], dict) and outcomes[2]["task_id"] == held[1].task_id
+            assert task(db, held[1].task_id)["result"] == [1, 2]
+        assert http_client.last_path == "edge" and rpc.last_path == "rpc"
+
+
+def test_the_worker_sends_what_finished_together_in_one_call(db: Conn, server: Server) -> None:
+    """Ten handlers return at the same moment (a barrier): their completions share statements (one
+    transaction's now() each), where one request per task would give each its own."""
+    ids = [make_task(db, make_project(db), task_type="together") for _ in range(30)]
+    barrier = threading.Barrier(10)
+    before = requests(server)
+    with TaskClient(server.url + "/functions/v1/claim-next-task", SERVICE_KEY) as client:
+        worker = Worker(client, WorkerConfig(concurrency=10, exit_when_empty=True, progress=False))
+
+        @worker.handler("together")
+        def together(claimed: Task) -> dict[str, str]:
+            barrier.wait(10)
+            return {"done": claimed.task_id}
+
+        worker.run()
+    rows = [task(db, task_id) for task_id in ids]
+    assert [row["status"] for row in rows] == ["Complete"] * 30
+    assert all(row["result"] == {"done": str(row["id"])} for row in rows)
+    statements = {row["generation_processed_at"] for row in rows}
+    assert len(statements) <= 10, len(statements)  # the Edge runs one statement per request
+    if server.runtime == "python":  # the service's own count of requests by route
+        after = requests(server)
+        assert after.get("complete-task", 0) == before.get("complete-task", 0)
+        assert 3 <= after["complete-tasks"] - before.get("complete-tasks", 0) <= 10
+
+
+def requests(server: Server) -> dict[str, float]:
+    """Requests answered 200 by route, from the Python service's /metrics (the Edge has none)."""
+    if server.runtime != "python":
+        return {}
+    found = re.findall(
+        r'^taskclaim_http_requests_total\{route="([^"]+)",status="200"\} (\S+)$',
+        httpx.get(server.url + "/metrics").text,
+        flags=re.MULTILINE,
+    )
+    return {route: float(count) for route, count in found}
