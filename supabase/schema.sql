@@ -1184,7 +1184,7 @@ CREATE UNIQUE INDEX tasks_idempotency_key ON public.tasks USING btree (project_i
 -- Name: tasks_lease_idx; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX tasks_lease_idx ON public.tasks USING btree (lease_expires_at) WHERE (status = 'In Progress'::public.task_status);
+CREATE INDEX tasks_lease_idx ON public.tasks USING btree (lease_expires_at) WHERE ((status = 'In Progress'::public.task_status) AND (lease_expires_at IS NOT NULL));
 
 
 --

@@ -100,9 +100,11 @@ select ordinal, task_id, status, generation_processed_at, error_code, error
 listen taskclaim_ready
 
 -- queue_gauges --
--- Both counts read the claim's and the lease's partial indexes: cheap however many tasks have finished.
+-- Every count reads the claim's or the lease's partial index: cheap however many tasks have finished.
+-- (Every In Progress task has a lease; the lease index holds exactly those.)
 select (select count(*) from public.tasks where status = 'Queued' and not blocked) as ready,
-       (select count(*) from public.tasks where status = 'In Progress') as in_progress,
+       (select count(*) from public.tasks
+         where status = 'In Progress' and lease_expires_at is not null) as in_progress,
        (select count(*) from public.tasks
          where status = 'In Progress' and lease_expires_at < now()) as lease_expired,
        (select extract(epoch from now() - min(created_at)) from public.tasks
