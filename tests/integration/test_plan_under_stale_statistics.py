@@ -23,7 +23,8 @@ def stale(db: Conn) -> Iterator[Conn]:
     db.execute("alter table public.tasks set (autovacuum_enabled = false)")
     try:
         db.execute(
-            "insert into public.tasks (project_id, task_type) select %s, 'render' from generate_series(1, 20000)",
+            "insert into public.tasks (project_id, task_type)"
+            " select %s, 'render' from generate_series(1, 20000)",
             (project,),
         )
         db.execute("analyze public.tasks")
@@ -68,6 +69,7 @@ def test_one_task_by_id_is_read_by_its_primary_key(stale: Conn, statement: str) 
 
 
 def test_the_reaper_and_the_gauges_still_read_the_lease_index(stale: Conn) -> None:
-    reap = plan(stale, "select id from public.tasks where status = 'In Progress' and lease_expires_at < now()", ())
+    expired = "select id from public.tasks where status = 'In Progress' and lease_expires_at < now()"
+    reap = plan(stale, expired, ())
     assert indexes(reap) == {"tasks_lease_idx"}
     assert "tasks_lease_idx" in indexes(plan(stale, query("queue_gauges"), ()))  # /metrics' counts
