@@ -7,7 +7,9 @@ On one embedded PostgreSQL, in one run: for each C, N tasks are preloaded and va
 - taskclaim: one reference ``Worker`` process with ``concurrency=C`` against ``taskclaim serve`` (what
   ``taskclaim worker`` runs, with a no-op Python handler);
 - pgqueuer (pinned in the ``bench`` extra): C ``QueueManager`` processes in drain mode on asyncpg, its
-  defaults (``batch_size=10``) and tuned (``batch_size=100``).
+  defaults (``batch_size=10``) and tuned (``batch_size=100``);
+- the ceiling: pgbench with C clients running taskclaim's own claim and completion statements, one task
+  per transaction pair, no HTTP and no worker (5 s; its tasks/s is transactions/s).
 
 Each consumer connects first and says ready; the clock starts when all are told to go and stops when the
 last has exited with the queue empty. Reported: tasks/s, the consumers' own CPU per task, and the service's
@@ -27,6 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.steps import KEY, Bench, Sizes, new_workdir
+
+# One task claimed and completed per pgbench transaction: the statements the service runs, without HTTP.
+CYCLE_SQL = (
+    "select task_id from public.taskclaim_claim_batch(array['drain']::text[], null::uuid, 300) \\gset\n"
+    "select 1 from public.taskclaim_complete_batch(array[:task_id]::uuid[], array['drain']::text[],"
+    " array[null]::integer[], array[null]::jsonb[], array[null]::text[], null::uuid)"
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -101,7 +110,6 @@ def run(tasks: int, concurrencies: list[int], batches: list[int]) -> list[dict[s
     rows: list[dict[str, Any]] = []
     try:
         dsn = bench.url
-        pgqueuer_install(dsn)
         with bench.service() as base:
             server_pid = bench.service_pid
             for c in concurrencies:
@@ -112,6 +120,21 @@ def run(tasks: int, concurrencies: list[int], batches: list[int]) -> list[dict[s
                 assert bench.count("Complete") == tasks
                 rows.append(_row("taskclaim over HTTP", c, tasks, wall, cpu, server))
                 print(rows[-1], file=sys.stderr, flush=True)
+        for c in concurrencies:
+            bench.reset(60_000)
+            figures = bench.pgbench(c, 5.0, CYCLE_SQL)
+            rows.append(
+                {
+                    "consumer": "pgbench claim + complete (no HTTP)",
+                    "c": c,
+                    "tasks_per_s": figures["claims_per_s"],  # one task per transaction
+                    "consumer_cpu_ms_per_task": None,
+                    "server_cpu_ms_per_task": None,
+                }
+            )
+            print(rows[-1], file=sys.stderr, flush=True)
+        if batches:
+            pgqueuer_install(dsn)
         for batch in batches:
             for c in concurrencies:
                 pgqueuer_enqueue(dsn, tasks)
@@ -141,10 +164,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         server = "" if r["server_cpu_ms_per_task"] is None else f"{r['server_cpu_ms_per_task']:.3f}"
-        lines.append(
-            f"| {r['consumer']} | {r['c']} | {r['tasks_per_s']:,.0f} | {r['consumer_cpu_ms_per_task']:.3f}"
-            f" | {server} |"
-        )
+        own = "" if r["consumer_cpu_ms_per_task"] is None else f"{r['consumer_cpu_ms_per_task']:.3f}"
+        lines.append(f"| {r['consumer']} | {r['c']} | {r['tasks_per_s']:,.0f} | {own} | {server} |")
     return "\n".join(lines)
 
 

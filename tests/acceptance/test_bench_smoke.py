@@ -41,6 +41,13 @@ def test_every_benchmark_step_produces_figures(tmp_path: Path, repo_root: Path) 
         (2000, 500),
     ]
     assert all(g["latency_ms"] > 0 and g["buffers"] > 0 for g in figures["growth"])
+    pages = [g for g in figures["growth"] if not g["blocked"]]
+    assert all(
+        g[f"list_{shape}_{page}"] > 0
+        for g in pages
+        for shape in ("service", "user", "oldest")
+        for page in ("first", "next")
+    )
     text = out.read_text()
     assert text.startswith("# kept\n") and text.rstrip().endswith("analysis kept")  # the analysis survives
     assert "STALE FIGURES" not in text and "## Targets" in text
@@ -60,3 +67,23 @@ def test_the_edge_benchmark_measures_both_runtimes(repo_root: Path) -> None:
     for runtime in ("python", "edge"):
         [row] = figures[runtime]
         assert row["claimed"] > 0 and row["non_2xx"] == 0, (runtime, row)
+
+
+@pytest.mark.slow
+def test_the_drain_benchmark_drains_with_the_worker_and_pgbench(repo_root: Path) -> None:
+    """pgqueuer is the bench extra's; without it the drain still runs taskclaim's rows and the ceiling."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.drain", "--tasks", "300", "--concurrency", "2", "--pgqueuer-batch", ""],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [
+        line.split("|")[1:-1]
+        for line in result.stdout.splitlines()
+        if line.startswith("| ") and "---" not in line
+    ]
+    by_name = {cells[0].strip(): float(cells[2].replace(",", "")) for cells in rows[1:]}
+    assert by_name["taskclaim over HTTP"] > 0 and by_name["pgbench claim + complete (no HTTP)"] > 0, by_name
