@@ -1,6 +1,6 @@
 """One HTTP step alone, a few times, with the server's CPU per request: for comparing two commits.
 
-    python -m bench.compare --step cycle [--runs 2] [--seconds 8] [--connections 16]
+    python -m bench.compare --step cycle [--runs 2] [--seconds 8] [--connections 16] [--workers 1]
     python -m bench.compare --step http  ...
 
 ``cycle`` is claim, then complete-task; ``http`` is claims alone. Run it in a checkout of each commit,
@@ -21,11 +21,16 @@ from bench.steps import Bench, Sizes, new_workdir
 
 
 def server_cpu_seconds(port: str) -> float:
+    """User + system CPU of the server process and its live children (serve --workers N)."""
     pid = subprocess.run(
         ["pgrep", "-f", f"taskclaim serve --port {port}"], capture_output=True, text=True, check=True
     ).stdout.split()[0]
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = 0.0
+    for process in [pid, *children]:
+        fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return total
 
 
 def main() -> None:
@@ -36,11 +41,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1, help="taskclaim serve --workers (default: 1)")
     args = parser.parse_args()
     bench = Bench(Sizes(seconds=args.seconds), new_workdir())
     bench.start()
     try:
-        with bench.service() as base:
+        with bench.service(args.workers) as base:
             port = base.rsplit(":", 1)[1]
             for _ in range(args.runs):
                 if args.step == "cycle":

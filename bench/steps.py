@@ -189,7 +189,7 @@ class Bench:
     # -- step 3: HTTP ------------------------------------------------------------------------------------
 
     @contextmanager
-    def service(self) -> Iterator[str]:
+    def service(self, workers: int = 1) -> Iterator[str]:
         port = free_port()
         env = {
             **os.environ,
@@ -199,7 +199,10 @@ class Bench:
         }
         log = open(self.workdir / "serve.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "taskclaim", "serve", "--port", str(port)], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "taskclaim", "serve", "--port", str(port), "--workers", str(workers)],
+            env=env,
+            stdout=log,
+            stderr=log,
         )
         base = f"http://127.0.0.1:{port}"
         self.service_pid = process.pid

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -73,9 +73,11 @@ class ServiceProcess(TaskclaimProcess):
 
     runtime = "python"
 
-    def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self, env: Mapping[str, str], log_path: Path, port: int | None = None, extra: Sequence[str] = ()
+    ) -> None:
         self.port = port or free_port()
-        super().__init__(["serve", "--host", "127.0.0.1", "--port", str(self.port)], env, log_path)
+        super().__init__(["serve", "--host", "127.0.0.1", "--port", str(self.port), *extra], env, log_path)
 
     @property
     def url(self) -> str:

@@ -9,6 +9,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -28,7 +30,7 @@ from taskclaim.handlers import (
     json_response,
 )
 from taskclaim.jwks import JwksCache
-from taskclaim.metrics import Metrics
+from taskclaim.metrics import Metrics, SharedMetrics
 from taskclaim.notifier import ReadyNotifier
 from taskclaim.openapi import openapi_document
 from taskclaim.queue import Queue
@@ -46,42 +48,54 @@ async def health(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
-async def metrics(request: Request) -> Response:
-    service: Service = request.app.state.service
+# What each process counts and holds itself; with --workers N, the sums over the processes are shown.
+PROCESS_COUNTERS = {
+    "taskclaim_claim_statements_total": "Claim statements sent (coalesced batches).",
+    "taskclaim_claims_coalesced_total": "Claims carried by those statements.",
+    "taskclaim_complete_statements_total": "Completion statements sent (coalesced batches).",
+    "taskclaim_completions_coalesced_total": "Completions carried by those statements.",
+}
+PROCESS_GAUGES = {
+    "taskclaim_pool_connections": "Open database connections (of every process of this service).",
+    "taskclaim_pool_idle": "Idle database connections.",
+    "taskclaim_pool_waiting": "Requests waiting for a connection.",
+    "taskclaim_long_polls_waiting": "Long-poll claims waiting for a task now.",
+    "taskclaim_listening": "Processes whose LISTEN connection for long polls is up (1 with one process).",
+}
+
+
+def process_figures(service: Service) -> dict[str, Any]:
+    """This process's own figures: its request metrics, coalescers, pool and long polls."""
     stats = service.queue.pool.get_stats()
     claims, completions = service.queue.batcher.coalescer, service.queue.completions.coalescer
-    counters = [
-        ("taskclaim_claim_statements_total", "Claim statements sent (coalesced batches).", claims.batches),
-        ("taskclaim_claims_coalesced_total", "Claims carried by those statements.", claims.calls),
-        (
-            "taskclaim_complete_statements_total",
-            "Completion statements sent (coalesced batches).",
-            completions.batches,
-        ),
-        (
-            "taskclaim_completions_coalesced_total",
-            "Completions carried by those statements.",
-            completions.calls,
-        ),
+    counters = [claims.batches, claims.calls, completions.batches, completions.calls]
+    gauges = [
+        stats.get("pool_size", 0),
+        stats.get("pool_available", 0),
+        stats.get("requests_waiting", 0),
+        service.notifier.waiting,
+        service.notifier.listening,
     ]
-    gauges: list[tuple[str, str, float]] = [
-        (
-            "taskclaim_pool_connections",
-            "Open database connections of this process.",
-            stats.get("pool_size", 0),
-        ),
-        ("taskclaim_pool_idle", "Idle database connections.", stats.get("pool_available", 0)),
-        ("taskclaim_pool_waiting", "Requests waiting for a connection.", stats.get("requests_waiting", 0)),
-        (
-            "taskclaim_long_polls_waiting",
-            "Long-poll claims waiting for a task now.",
-            service.notifier.waiting,
-        ),
-        (
-            "taskclaim_listening",
-            "1 while the LISTEN connection for long polls is up.",
-            service.notifier.listening,
-        ),
+    return {
+        "metrics": service.metrics.snapshot(),
+        "counters": dict(zip(PROCESS_COUNTERS, counters, strict=True)),
+        "gauges": dict(zip(PROCESS_GAUGES, gauges, strict=True)),
+    }
+
+
+async def metrics(request: Request) -> Response:
+    service: Service = request.app.state.service
+    figures = [process_figures(service)]
+    if service.shared_metrics is not None:
+        figures += service.shared_metrics.others()
+    summed = Metrics.summed(f["metrics"] for f in figures)
+    counters = [
+        (name, text, float(sum(f["counters"].get(name, 0) for f in figures)))
+        for name, text in PROCESS_COUNTERS.items()
+    ]
+    gauges = [
+        (name, text, float(sum(f["gauges"].get(name, 0) for f in figures)))
+        for name, text in PROCESS_GAUGES.items()
     ]
     labelled: list[tuple[str, str, str, dict[str, float]]] = []
     try:
@@ -112,9 +126,7 @@ async def metrics(request: Request) -> Response:
                 {row["task_type"]: row["ready"] for row in by_type},
             )
         )
-    return Response(
-        service.metrics.render(gauges, counters, labelled), media_type="text/plain; version=0.0.4"
-    )
+    return Response(summed.render(gauges, counters, labelled), media_type="text/plain; version=0.0.4")
 
 
 # The page loads only its own script and style, talks only to this origin, and cannot be framed (its buttons
@@ -156,6 +168,16 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal error")
 
 
+async def publish_figures(service: Service, shared: SharedMetrics) -> None:
+    """Write this process's figures for the others of ``serve --workers N`` every second."""
+    try:
+        while True:
+            shared.write(process_figures(service))
+            await asyncio.sleep(1.0)
+    finally:
+        shared.remove()
+
+
 async def reaper(queue: Queue, interval: float, metrics: Metrics) -> None:
     """Recover expired leases every ``interval`` seconds; one replica at a time does the work."""
     while True:
@@ -177,7 +199,10 @@ async def reaper(queue: Queue, interval: float, metrics: Metrics) -> None:
             )
 
 
-def create_app(settings: Settings, database_url: str) -> Starlette:
+def create_app(settings: Settings, database_url: str, shared_metrics: Path | None = None) -> Starlette:
+    """The app of one process; ``shared_metrics`` is the directory the processes of ``serve --workers N``
+    share their figures through."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool = Queue.create_pool(
@@ -196,6 +221,9 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             openapi_document(settings.max_lease_seconds, settings.max_wait_seconds)
         )
         tasks = []
+        if shared_metrics is not None:
+            service.shared_metrics = SharedMetrics(shared_metrics)
+            tasks.append(asyncio.create_task(publish_figures(service, service.shared_metrics)))
         if settings.reap_interval_seconds > 0:
             tasks.append(asyncio.create_task(reaper(queue, settings.reap_interval_seconds, service.metrics)))
         try:

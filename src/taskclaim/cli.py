@@ -110,7 +110,7 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from taskclaim.server import serve  # the server's dependencies load only for this command
 
-    serve(settings, args.host, args.port, migrate=not args.no_migrate)
+    serve(settings, args.host, args.port, migrate=not args.no_migrate, workers=args.workers)
     return 0
 
 
@@ -421,6 +421,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: %(default)s)")
     p.add_argument("--port", type=_port, default=54321, help="the TCP port (default: %(default)s)")
     p.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="server processes sharing the port, each with its own connections (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("migrate", help="apply the database migrations")

@@ -6,7 +6,7 @@ from taskclaim.auth import Authenticator
 from taskclaim.config import Settings
 from taskclaim.exceptions import BodyError
 from taskclaim.jwks import JwksCache
-from taskclaim.metrics import Metrics
+from taskclaim.metrics import Metrics, SharedMetrics
 from taskclaim.notifier import ReadyNotifier
 from taskclaim.queue import Queue
 
@@ -21,6 +21,7 @@ class Service:
         self.notifier = notifier
         self.auth = Authenticator(settings, queue, jwks)
         self.metrics = Metrics()
+        self.shared_metrics: SharedMetrics | None = None  # the other processes' figures (serve --workers N)
         self.openapi = b""  # the OpenAPI document, rendered once at start
 
     def lease_seconds(self, requested: int | None) -> int:
