@@ -18,6 +18,7 @@ from psycopg.rows import DictRow, dict_row
 from taskclaim import migrations
 from taskclaim.embedded import EmbeddedPostgres
 from tests.helpers import create_database, drop_database
+from tests.pgbouncer import pgbouncer_path
 
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
@@ -74,7 +75,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests of the Supabase CLI need its binary (TASKCLAIM_SUPABASE_CLI, installed by .ci/run), and tests
     in a browser need a Chromium (Debian's, installed by .ci/run): without them they are deselected, and
     the summary says so, rather than skipped."""
-    needs = {"supabase_cli": bool(os.environ.get("TASKCLAIM_SUPABASE_CLI")), "browser": bool(chromium_path())}
+    needs = {
+        "supabase_cli": bool(os.environ.get("TASKCLAIM_SUPABASE_CLI")),
+        "browser": bool(chromium_path()),
+        "pgbouncer": bool(pgbouncer_path()),
+    }
     for marker, available in needs.items():
         if available:
             continue
@@ -91,6 +96,8 @@ _WHY = {
     "(.ci/run installs one) and DATABASE_URL to a PostgreSQL over TCP",
     "browser": "browser test(s) not run: install Chromium (apt-get install chromium; .ci/run does) "
     "or set TASKCLAIM_CHROMIUM to its executable",
+    "pgbouncer": "PgBouncer test(s) not run: install it (apt-get install pgbouncer; .ci/run does) "
+    "or set TASKCLAIM_PGBOUNCER to its executable",
 }
 
 

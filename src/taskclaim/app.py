@@ -210,11 +210,17 @@ def create_app(settings: Settings, database_url: str, shared_metrics: Path | Non
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             timeout=settings.pool_timeout_seconds,
+            pooler=settings.pooler,
         )
         await pool.open(wait=False)
         queue = Queue(pool, max_inflight_batches=settings.claim_batches_inflight)
         jwks = JwksCache(static_jwks=settings.jwks_json, url=settings.jwks_url)
-        notifier = ReadyNotifier(database_url)
+        # LISTEN on the direct URL when there is one. Behind a transaction pooler without one, LISTEN
+        # would hear nothing while reporting itself up: there is none, and long polls retry every 5 s.
+        notifier = ReadyNotifier(
+            settings.direct_url or database_url,
+            enabled=bool(settings.direct_url) or settings.pooler != "transaction",
+        )
         notifier.start()
         service = app.state.service = Service(settings, queue, jwks, notifier)
         service.openapi = orjson.dumps(

@@ -18,7 +18,7 @@ import psycopg
 
 from taskclaim import __version__, limits, migrations
 from taskclaim.client import TaskClient
-from taskclaim.config import Settings, ensure_service_key
+from taskclaim.config import Settings, ensure_service_key, session_url
 from taskclaim.database import database_url
 from taskclaim.embedded import EmbeddedPostgres, bin_dir
 from taskclaim.exceptions import ConfigError, TaskclaimError
@@ -86,7 +86,7 @@ def _with_queue(settings: Settings, action: Callable[[Queue], Awaitable[T]]) -> 
             )
 
         async def run() -> T:
-            pool = Queue.create_pool(url, min_size=1, max_size=2, timeout=10)
+            pool = Queue.create_pool(url, min_size=1, max_size=2, timeout=10, pooler=settings.pooler)
             await pool.open(wait=True, timeout=10)
             try:
                 return await action(Queue(pool))
@@ -116,7 +116,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     with database_url(settings) as url:
-        applied = migrations.migrate(url)
+        applied = migrations.migrate(session_url(settings, url))
     for migration in applied:
         print(f"applied {migration.version}_{migration.name}")
     if not applied:

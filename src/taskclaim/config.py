@@ -14,6 +14,7 @@ import platformdirs
 
 from taskclaim import limits
 from taskclaim.exceptions import ConfigError
+from taskclaim.pooler import pooler_mode
 
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -62,6 +63,10 @@ def _secret_keys(raw: str | None) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
+    # A transaction-mode pooler in front of database_url ("transaction"): prepare nothing on it, and run
+    # LISTEN and migrations on direct_url (taskclaim.pooler).
+    pooler: str = "none"
+    direct_url: str | None = None
     data_dir: Path = field(default_factory=default_data_dir)
     supabase_url: str | None = None
     service_role_key: str | None = None
@@ -105,8 +110,15 @@ class Settings:
             raise ConfigError(f"TASKCLAIM_MAX_WAIT_SECONDS must be from 0 to {limits.MAX_WAIT_SECONDS}")
         if not 1 <= default_lease <= max_lease:
             raise ConfigError(f"TASKCLAIM_LEASE_SECONDS must be from 1 to {max_lease}")
+        database_url = database_url_from_env(env)
+        try:
+            pooler = pooler_mode(database_url, env)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
-            database_url=database_url_from_env(env),
+            database_url=database_url,
+            pooler=pooler,
+            direct_url=env.get("TASKCLAIM_DIRECT_URL") or env.get("DIRECT_URL") or None,
             data_dir=default_data_dir(env),
             supabase_url=supabase_url,
             service_role_key=env.get("SUPABASE_SERVICE_ROLE_KEY") or None,
@@ -128,6 +140,11 @@ class Settings:
             http_keepalive_seconds=_positive(env, "TASKCLAIM_HTTP_KEEPALIVE", cls.http_keepalive_seconds),
             http_read_seconds=_positive(env, "TASKCLAIM_HTTP_READ_TIMEOUT", cls.http_read_seconds),
         )
+
+
+def session_url(settings: Settings, url: str) -> str:
+    """Where LISTEN, migrations and session advisory locks go: the direct URL when one is set."""
+    return settings.direct_url or url
 
 
 def ensure_service_key(settings: Settings) -> tuple[Settings, Path | None]:

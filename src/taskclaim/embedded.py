@@ -53,7 +53,7 @@ def _server_user() -> str | None:
     return SERVER_USER
 
 
-def _allow_traverse(path: Path) -> None:
+def allow_traverse(path: Path) -> None:
     """Let the server user reach ``path``: add o+x to each parent directory (root only)."""
     for parent in path.parents:
         mode = parent.stat().st_mode
@@ -222,7 +222,7 @@ class EmbeddedPostgres:
             return
         entry = pwd.getpwnam(self.user)
         os.chown(path, entry.pw_uid, entry.pw_gid)
-        _allow_traverse(path)
+        allow_traverse(path)
 
     def _run(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = [str(bin_dir() / program), *args]

@@ -36,6 +36,7 @@ from typing import Any
 
 from taskclaim import limits
 from taskclaim.exceptions import ClientError, NotHeld, ServiceUnavailable, queue_error
+from taskclaim.pooler import pooler_mode, prepare_threshold
 from taskclaim.queries import query
 
 log = logging.getLogger("taskclaim.client")
@@ -239,7 +240,12 @@ class DirectRpc:
             for attempt in (1, 2):
                 try:
                     if self._db is None or self._db.closed:
-                        self._db = psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row)
+                        self._db = psycopg.connect(
+                            self.database_url,
+                            autocommit=True,
+                            row_factory=dict_row,
+                            prepare_threshold=prepare_threshold(pooler_mode(self.database_url, os.environ)),
+                        )
                     rows = self._db.execute(query(query_name), params).fetchall()
                     return [dict(r) for r in rows]
                 except psycopg.OperationalError as exc:

@@ -23,14 +23,22 @@ log = logging.getLogger("taskclaim.notifier")
 class ReadyNotifier:
     fallback_seconds = 5.0
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, enabled: bool = True) -> None:
         self._url = url
+        self._enabled = enabled  # off: no LISTEN at all, waiters rely on their retry
         self._events: dict[uuid.UUID | None, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
         self.listening = False
         self.waiting = 0  # long polls waiting for a wake-up now (a gauge on /metrics)
 
     def start(self) -> None:
+        if not self._enabled:
+            log.warning(
+                "a transaction pooler is in the way and TASKCLAIM_DIRECT_URL is not set: no LISTEN;"
+                " long polls wake up by retrying every %.0f s",
+                self.fallback_seconds,
+            )
+            return
         self._task = asyncio.get_running_loop().create_task(self._listen())
 
     async def stop(self) -> None:

@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from taskclaim import limits
 from taskclaim.batching import ClaimBatcher, CompletionBatcher
 from taskclaim.exceptions import BadRequest, DatabaseUnavailable, queue_error
+from taskclaim.pooler import prepare_threshold
 from taskclaim.queries import query
 
 log = logging.getLogger("taskclaim.queue")
@@ -45,14 +46,27 @@ class Queue:
 
     @classmethod
     def create_pool(
-        cls, url: str, *, min_size: int = 4, max_size: int = 16, timeout: float = 5.0
+        cls,
+        url: str,
+        *,
+        min_size: int = 4,
+        max_size: int = 16,
+        timeout: float = 5.0,
+        pooler: str = "none",
     ) -> AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]:
+        """``pooler="transaction"``: a PgBouncer or Supavisor in transaction mode is in the way, so no
+        statement is prepared on the server (taskclaim.pooler)."""
         return AsyncConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
-            kwargs={"autocommit": True, "row_factory": dict_row, "application_name": "taskclaim"},
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "application_name": "taskclaim",
+                "prepare_threshold": prepare_threshold(pooler),
+            },
             open=False,
             name="taskclaim",
         )

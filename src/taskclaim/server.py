@@ -18,7 +18,7 @@ import uvicorn
 
 from taskclaim import migrations
 from taskclaim.app import create_app
-from taskclaim.config import Settings, ensure_service_key
+from taskclaim.config import Settings, ensure_service_key, session_url
 from taskclaim.database import database_url
 from taskclaim.exceptions import ConfigError
 from taskclaim.protocol import protocol_class
@@ -32,7 +32,7 @@ def serve(settings: Settings, host: str, port: int, *, migrate: bool = True, wor
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with database_url(settings) as url:
         if migrate:
-            applied = migrations.migrate(url)
+            applied = migrations.migrate(session_url(settings, url))
             for migration in applied:
                 log.info("applied migration %s_%s", migration.version, migration.name)
         settings, key_file = ensure_service_key(settings)

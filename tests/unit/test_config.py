@@ -30,8 +30,35 @@ def test_database_url_wins_over_supabase_db_url() -> None:
 
 @pytest.mark.parametrize(
     "env",
-    [{"SUPABASE_SECRET_KEYS": "[1]"}, {"SUPABASE_SECRET_KEYS": "{"}, {"TASKCLAIM_REAP_INTERVAL": "soon"}],
+    [
+        {"SUPABASE_SECRET_KEYS": "[1]"},
+        {"SUPABASE_SECRET_KEYS": "{"},
+        {"TASKCLAIM_REAP_INTERVAL": "soon"},
+        {"TASKCLAIM_POOLER": "statement"},
+    ],
 )
 def test_bad_settings_are_config_errors(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("env", "pooler"),
+    [
+        ({"DATABASE_URL": "postgresql://u@db.example.com:5432/postgres"}, "none"),
+        # Supavisor's transaction port on Supabase is recognised without being told
+        ({"DATABASE_URL": "postgresql://u:p@aws-0-eu.pooler.supabase.com:6543/postgres"}, "transaction"),
+        ({"SUPABASE_DB_URL": "postgresql://u@h:6543/postgres", "TASKCLAIM_POOLER": "session"}, "session"),
+        ({"DATABASE_URL": "postgresql://u@h:6432/db", "TASKCLAIM_POOLER": "Transaction"}, "transaction"),
+        ({}, "none"),
+    ],
+)
+def test_a_transaction_pooler_is_configured_or_recognised_by_its_port(
+    env: dict[str, str], pooler: str
+) -> None:
+    assert Settings.from_env(env).pooler == pooler
+
+
+def test_the_direct_url_is_taken_from_either_name() -> None:
+    assert Settings.from_env({"TASKCLAIM_DIRECT_URL": "postgresql://a/b"}).direct_url == "postgresql://a/b"
+    assert Settings.from_env({"DIRECT_URL": "postgresql://c/d"}).direct_url == "postgresql://c/d"
