@@ -45,7 +45,9 @@ async def health(request: Request) -> Response:
         await service.queue.ping()
     except DatabaseUnavailable as exc:
         return error_response(503, f"database unavailable: {exc}", {"Retry-After": RETRY_AFTER_SECONDS})
-    return json_response({"status": "ok"})
+    notifier = service.notifier
+    notifications = "arriving" if notifier.arriving else "not verified" if notifier.enabled else "off"
+    return json_response({"status": "ok", "notifications": notifications})
 
 
 # What each process counts and holds itself; with --workers N, the sums over the processes are shown.
@@ -61,6 +63,7 @@ PROCESS_GAUGES = {
     "taskclaim_pool_waiting": "Requests waiting for a connection.",
     "taskclaim_long_polls_waiting": "Long-poll claims waiting for a task now.",
     "taskclaim_listening": "Processes whose LISTEN connection for long polls is up (1 with one process).",
+    "taskclaim_notifications_arriving": "Processes whose own probe NOTIFY came back lately.",
 }
 
 
@@ -75,6 +78,7 @@ def process_figures(service: Service) -> dict[str, Any]:
         stats.get("requests_waiting", 0),
         service.notifier.waiting,
         service.notifier.listening,
+        service.notifier.arriving,
     ]
     return {
         "metrics": service.metrics.snapshot(),
@@ -220,6 +224,8 @@ def create_app(settings: Settings, database_url: str, shared_metrics: Path | Non
         notifier = ReadyNotifier(
             settings.direct_url or database_url,
             enabled=bool(settings.direct_url) or settings.pooler != "transaction",
+            send_probe=queue.notify_probe,
+            probe_seconds=settings.probe_seconds,
         )
         notifier.start()
         service = app.state.service = Service(settings, queue, jwks, notifier)

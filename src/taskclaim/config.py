@@ -81,6 +81,7 @@ class Settings:
     # The longest long poll; keep it below the idle timeout of any proxy in front of the service.
     max_wait_seconds: float = limits.MAX_WAIT_SECONDS
     reap_interval_seconds: float = 5.0
+    probe_seconds: float = 10.0  # how often each process checks that its notifications arrive
     pool_min_size: int = 4
     pool_max_size: int = 16
     # How long a request waits for a database connection before it answers 503.
@@ -131,6 +132,7 @@ class Settings:
             max_lease_seconds=max_lease,
             max_wait_seconds=max_wait,
             reap_interval_seconds=_number(env, "TASKCLAIM_REAP_INTERVAL", cls.reap_interval_seconds),
+            probe_seconds=_positive(env, "TASKCLAIM_PROBE_INTERVAL", cls.probe_seconds),
             pool_min_size=int(_number(env, "TASKCLAIM_POOL_MIN", cls.pool_min_size)),
             pool_max_size=int(_number(env, "TASKCLAIM_POOL_MAX", cls.pool_max_size)),
             pool_timeout_seconds=_number(env, "TASKCLAIM_POOL_TIMEOUT", cls.pool_timeout_seconds),

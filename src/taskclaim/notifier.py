@@ -1,9 +1,13 @@
 """Wake-ups for long-poll claims: one LISTEN connection per server process on ``taskclaim_ready``.
 
 The migrations' triggers NOTIFY with the owner's id whenever a task becomes claimable. A waiting claim of
-that user, and every waiting claim of the service, is woken and tries again. Waiters also retry every
-``fallback_seconds`` on their own, so a notification lost while the LISTEN connection was down (the
-database restarted, say) delays a claim by at most that long.
+that user, and every waiting claim of the service, is woken and tries again.
+
+Whether notifications really arrive is checked, not assumed: every ``probe_seconds`` the process sends a
+NOTIFY of its own through the pool (the way the triggers' notifications travel) and listens for it. While
+the last probe came back (``arriving``), a waiter trusts its wake-up and does not poll; otherwise (no probe
+heard yet, the LISTEN connection down, a pooler that swallows notifications) every waiter also retries
+every ``fallback_seconds``. When the LISTEN connection comes back, every waiter retries once at once.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import psycopg
 
@@ -23,13 +29,36 @@ log = logging.getLogger("taskclaim.notifier")
 class ReadyNotifier:
     fallback_seconds = 5.0
 
-    def __init__(self, url: str, *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        enabled: bool = True,
+        send_probe: Callable[[str], Awaitable[None]] | None = None,
+        probe_seconds: float = 10.0,
+    ) -> None:
         self._url = url
         self._enabled = enabled  # off: no LISTEN at all, waiters rely on their retry
+        self._send_probe = send_probe
+        self.probe_seconds = probe_seconds
         self._events: dict[uuid.UUID | None, asyncio.Event] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._probe: tuple[str, float] | None = None  # the last probe sent: its token, when
+        self._heard_at: float | None = None  # when the last probe came back
         self.listening = False
         self.waiting = 0  # long polls waiting for a wake-up now (a gauge on /metrics)
+        self._probe_now = asyncio.Event()
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @property
+    def arriving(self) -> bool:
+        """True while notifications are proven to arrive: the last probe came back, recently."""
+        if not self.listening or self._heard_at is None:
+            return False
+        return time.monotonic() - self._heard_at < 2.5 * self.probe_seconds
 
     def start(self) -> None:
         if not self._enabled:
@@ -39,13 +68,16 @@ class ReadyNotifier:
                 self.fallback_seconds,
             )
             return
-        self._task = asyncio.get_running_loop().create_task(self._listen())
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._listen()))
+        if self._send_probe is not None:
+            self._tasks.append(loop.create_task(self._probe_every()))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     def event(self, scope: uuid.UUID | None) -> asyncio.Event:
         """The event that the next ready task of ``scope`` (a user, or None for the service) will set.
@@ -56,11 +88,17 @@ class ReadyNotifier:
         return event
 
     async def wait(self, event: asyncio.Event, at_most: float) -> None:
+        """Until ``event`` is set or ``at_most`` seconds have passed; but every ``fallback_seconds``
+        return early for a retry unless notifications are proven to arrive."""
         self.waiting += 1
+        deadline = time.monotonic() + at_most
         try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(at_most, self.fallback_seconds)):
-                    await event.wait()
+            while (left := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, self.fallback_seconds)):
+                        await event.wait()
+                if event.is_set() or not self.arriving:
+                    return
         finally:
             self.waiting -= 1
 
@@ -83,9 +121,15 @@ class ReadyNotifier:
                     self._url, autocommit=True, application_name="taskclaim-listen"
                 ) as conn:
                     await conn.execute(query("listen_ready"))
-                    self.listening, delay = True, 0.5
+                    await conn.execute(query("listen_probe"))
+                    self.listening, delay, self._heard_at = True, 0.5, None
                     self._wake_all()  # anything may have become ready while nobody listened
+                    self._probe_now.set()
                     async for notification in conn.notifies():
+                        if notification.channel == "taskclaim_probe":
+                            if self._probe is not None and notification.payload == self._probe[0]:
+                                self._heard_at = time.monotonic()
+                            continue
                         try:
                             self._wake(uuid.UUID(notification.payload))
                         except ValueError:
@@ -95,3 +139,20 @@ class ReadyNotifier:
             self.listening = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+    async def _probe_every(self) -> None:
+        """Send a probe every ``probe_seconds``, and at once whenever the LISTEN connection comes up."""
+        assert self._send_probe is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.probe_seconds):
+                    await self._probe_now.wait()
+            self._probe_now.clear()
+            if not self.listening:
+                continue
+            token = uuid.uuid4().hex
+            self._probe = (token, time.monotonic())
+            try:
+                await self._send_probe(token)
+            except Exception as exc:  # the database is away: the next round tries again
+                log.debug("probe not sent: %s", exc)

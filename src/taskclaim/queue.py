@@ -117,6 +117,10 @@ class Queue:
     async def ping(self) -> None:
         await self._rows("ping", {})
 
+    async def notify_probe(self, token: str) -> None:
+        """A NOTIFY on the probe channel, sent as the triggers send theirs (taskclaim.notifier)."""
+        await self._rows("notify_probe", {"token": token})
+
     async def claim(
         self,
         worker_id: str,

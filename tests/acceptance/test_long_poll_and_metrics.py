@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.acceptance.conftest import SERVICE_KEY, Credentials, Server, bearer
-from tests.helpers import Conn, long_polls_waiting, make_project, make_task, status_counts, task
+from tests.helpers import Conn, long_polls_waiting, make_project, make_task, status_counts, task, wait_until
 
 CLAIM = "/functions/v1/claim-next-task"
 
@@ -155,3 +155,23 @@ def test_a_long_poll_whose_client_went_away_claims_nothing(db: Conn, server: Ser
     time.sleep(0.5)  # a waiter still there would claim it within milliseconds
     row = task(db, task_id)
     assert (row["status"], row["attempts"]) == ("Queued", 0)
+
+
+@pytest.mark.python_only
+def test_the_service_proves_its_notifications_arrive(http: httpx.Client) -> None:
+    wait_until(lambda: metric(http.get("/metrics").text, "taskclaim_notifications_arriving") == 1, "a probe")
+    assert http.get("/health").json() == {"status": "ok", "notifications": "arriving"}
+
+
+@pytest.mark.python_only
+def test_a_long_poll_that_trusts_its_notifications_does_not_poll(db: Conn, http: httpx.Client) -> None:
+    """While the probe comes back, an idle long poll claims when it starts and when its wait ends, and only
+    waits in between: no claim every 5 s (which would make four for 11 s)."""
+    wait_until(lambda: metric(http.get("/metrics").text, "taskclaim_notifications_arriving") == 1, "a probe")
+    before = metric(http.get("/metrics").text, "taskclaim_claim_statements_total")
+    started = time.monotonic()
+    answer = http.post(
+        "/functions/v1/claim-next-task", json={"wait_seconds": 11}, headers=bearer(SERVICE_KEY)
+    )
+    assert answer.status_code == 204 and time.monotonic() - started >= 10.5
+    assert metric(http.get("/metrics").text, "taskclaim_claim_statements_total") - before == 2

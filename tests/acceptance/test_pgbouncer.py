@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +16,16 @@ from psycopg.conninfo import conninfo_to_dict
 
 from taskclaim.client import TaskClient
 from tests.acceptance.conftest import SERVICE_KEY, bearer, service_env
-from tests.helpers import Conn, long_polls_waiting, make_project, make_task, make_tasks, metric, status_counts
+from tests.helpers import (
+    Conn,
+    long_polls_waiting,
+    make_project,
+    make_task,
+    make_tasks,
+    metric,
+    status_counts,
+    wait_until,
+)
 from tests.pgbouncer import PgBouncer
 from tests.processes import ServiceProcess
 
@@ -82,6 +92,8 @@ def test_a_long_poll_is_woken_by_its_notification_through_the_direct_url(
     db: Conn, pooled: ServiceProcess
 ) -> None:
     assert metric(pooled.url, "taskclaim_listening") == 1
+    # the probe goes out through PgBouncer, as the triggers' notifications do, and comes back on LISTEN
+    wait_until(lambda: metric(pooled.url, "taskclaim_notifications_arriving") == 1, "the probe")
     project = make_project(db)
     answer: dict[str, Any] = {}
 
@@ -125,3 +137,20 @@ def test_the_fallback_through_pgbouncer_prepares_nothing(
         thread.join(120)
     assert not errors, errors
     assert status_counts(db) == {"Complete": 200}
+
+
+def test_without_a_direct_url_there_is_no_listen_and_health_says_so(
+    db: Conn, pooled_url: str, jwks_url: str, tmp_path: Path
+) -> None:
+    env = {**service_env(pooled_url, jwks_url, tmp_path), "TASKCLAIM_POOLER": "transaction"}
+    process = ServiceProcess(env, tmp_path / "serve.log").start()
+    try:
+        assert httpx.get(process.url + "/health").json() == {"status": "ok", "notifications": "off"}
+        assert metric(process.url, "taskclaim_listening") == 0
+        assert metric(process.url, "taskclaim_notifications_arriving") == 0
+        assert "no LISTEN" in process.log()
+        make_task(db, make_project(db))
+        answer = httpx.post(process.url + CLAIM, headers=bearer(SERVICE_KEY), json={"wait_seconds": 1})
+        assert answer.status_code == 200  # claims work; only the wake-up is left to the retry
+    finally:
+        process.stop()

@@ -99,6 +99,13 @@ select ordinal, task_id, status, generation_processed_at, error_code, error
 -- listen_ready --
 listen taskclaim_ready
 
+-- listen_probe --
+listen taskclaim_probe
+
+-- notify_probe --
+-- Sent through the pool, the way the triggers' notifications travel: heard back, it proves they arrive.
+select pg_notify('taskclaim_probe', %(token)s)
+
 -- queue_gauges --
 -- Every count reads the claim's or the lease's partial index: cheap however many tasks have finished.
 -- (Every In Progress task has a lease; the lease index holds exactly those.)
