@@ -46,7 +46,7 @@ async def long_poll(
                 await _give_back(queue, caller, claimed)
                 return []
             remaining = deadline - loop.time()
-            if claimed or woken is None or remaining <= 0:
+            if claimed or woken is None or remaining <= 0 or notifier.closing:
                 return claimed
             gone = gone or loop.create_task(_disconnected(request))
             waiting = loop.create_task(notifier.wait(woken, remaining))

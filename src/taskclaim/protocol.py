@@ -24,6 +24,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from taskclaim.notifier import server_stopping
+
 _TRANSPORT = "taskclaim.transport"
 
 
@@ -65,6 +67,11 @@ class TimedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self.read_deadline = None
         super().on_message_complete()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown begins (called for each connection): waiting long polls end now."""
+        server_stopping()
+        super().shutdown()
 
 
 def _sweep(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from taskclaim.client import TaskClient
 from taskclaim.embedded import EmbeddedPostgres
 from tests.acceptance.conftest import SERVICE_KEY, bearer
 from tests.conftest import FAST_SETTINGS
-from tests.helpers import Conn, make_project, make_tasks
+from tests.helpers import Conn, long_polls_waiting, make_project, make_tasks
 from tests.processes import ServiceProcess
 
 CLAIM = "/functions/v1/claim-next-task"
@@ -135,3 +136,35 @@ def test_a_client_says_once_when_it_falls_back_and_once_when_the_service_is_back
     assert "using the direct RPC until it is back" in warnings[0]
     assert "the service is back" in warnings[1]
     assert sum("served by the direct RPC" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_sigterm_ends_waiting_long_polls_at_once_with_204(db: Conn, db_url: str, tmp_path: Path) -> None:
+    """A deploy restarts the service: its idle workers' long polls must end as "nothing for you" (204) and
+    come back, not wait out the graceful-shutdown timeout and get 500s (which would send clients to the
+    fallback)."""
+    env = {
+        "DATABASE_URL": db_url,
+        "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY,
+        "TASKCLAIM_DATA_DIR": str(tmp_path),
+    }
+    service = ServiceProcess(env, tmp_path / "serve.log").start()
+    answers: list[tuple[int, float]] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        response = httpx.post(
+            service.url + CLAIM, json={"wait_seconds": 30}, headers=bearer(SERVICE_KEY), timeout=60
+        )
+        answers.append((response.status_code, time.monotonic() - started))
+
+    threads = [threading.Thread(target=wait) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    long_polls_waiting(service.url, 3)
+    stopped = time.monotonic()
+    service.signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(60)
+    assert [status for status, _ in answers] == [204, 204, 204], service.log()
+    assert service.wait(30) == 0
+    assert time.monotonic() - stopped < 5, "the long polls waited for the shutdown timeout"
