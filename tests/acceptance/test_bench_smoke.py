@@ -87,3 +87,18 @@ def test_the_drain_benchmark_drains_with_the_worker_and_pgbench(repo_root: Path)
     ]
     by_name = {cells[0].strip(): float(cells[2].replace(",", "")) for cells in rows[1:]}
     assert by_name["taskclaim over HTTP"] > 0 and by_name["pgbench claim + complete (no HTTP)"] > 0, by_name
+
+
+@pytest.mark.slow
+def test_the_idle_benchmark_counts_transactions_of_idle_long_polls(repo_root: Path) -> None:
+    command = ["--workers", "3", "--users", "3", "--wait", "1", "--seconds", "2", "--warmup", "1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.idle", *command],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["errors"] == {} and figures["transactions_per_s"] > 0, figures
