@@ -320,6 +320,14 @@ def add_worker_parser(sub: Any) -> None:
         help="seconds between claims when the direct RPC served (it cannot long-poll); default %(default)s",
     )
     p.add_argument(
+        "--long-poll",
+        type=float,
+        default=defaults.long_poll_seconds,
+        metavar="SECONDS",
+        help="the longest an idle claim waits on the service for a task, within --poll-interval (default:"
+        " %(default)s; lowered to the service's maximum when it has a lower one)",
+    )
+    p.add_argument(
         "--concurrency",
         type=int,
         default=defaults.concurrency,
@@ -366,6 +374,8 @@ def run_worker_command(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(
             "taskclaim worker needs --exec CMD (or register handlers in Python: taskclaim.worker)"
         )
+    if args.long_poll < 0:
+        raise ConfigError("--long-poll must be at least 0")
     if args.concurrency < 1 or args.lease_seconds < 1 or args.poll_interval < 0:
         raise ConfigError("--concurrency and --lease-seconds must be at least 1, --poll-interval at least 0")
     if args.user is not None:
@@ -381,6 +391,7 @@ def run_worker_command(args: argparse.Namespace, settings: Settings) -> int:
         )
     config = WorkerConfig(
         poll_interval=args.poll_interval,
+        long_poll_seconds=args.long_poll,
         concurrency=args.concurrency,
         lease_seconds=args.lease_seconds,
         heartbeat_interval=args.heartbeat_interval,

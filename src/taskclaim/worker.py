@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -34,13 +35,16 @@ from taskclaim.exceptions import ClientError, NotHeld, TaskFailed
 log = logging.getLogger("taskclaim.worker")
 
 Handler = Callable[[Task], Any]
-# An idle worker's long poll lasts at most this long, which also bounds how long SIGTERM waits for it.
+# An idle worker's long poll lasts at most this long by default, which also bounds how long SIGTERM
+# waits for it (see _shutdown).
 LONG_POLL_SECONDS = 5.0
+_MAX_WAIT = re.compile(r"wait_seconds: Expected `float` <= ([0-9.]+)")
 
 
 @dataclass
 class WorkerConfig:
-    poll_interval: float = 10.0
+    poll_interval: float = 10.0  # between claims when the RPC served (it cannot wait); caps a long poll
+    long_poll_seconds: float = LONG_POLL_SECONDS  # an idle claim waits at most this long on the service
     concurrency: int = 1
     lease_seconds: int = limits.DEFAULT_LEASE_SECONDS
     heartbeat_interval: float | None = None  # default: a third of the lease
@@ -107,6 +111,7 @@ class Worker:
         self._slot_freed = threading.Condition(self._lock)
         self._runners_left = self.config.concurrency
         self._finished = threading.Event()
+        self._long_poll = self.config.long_poll_seconds
         runners = [
             threading.Thread(target=self._run_tasks, daemon=True) for _ in range(self.config.concurrency)
         ]
@@ -149,9 +154,8 @@ class Worker:
                     return
                 # Idle workers long-poll: the service answers as soon as a task is ready. When the RPC
                 # fallback served (it cannot wait) or the claim failed, the worker sleeps the interval.
-                wait = (
-                    0.0 if self.config.exit_when_empty else min(self.config.poll_interval, LONG_POLL_SECONDS)
-                )
+                idle_wait = min(self.config.poll_interval, self._long_poll)
+                wait = 0.0 if self.config.exit_when_empty else idle_wait
                 try:
                     tasks = self.client.claim_many(
                         free,
@@ -162,6 +166,11 @@ class Worker:
                     )
                     waited = wait > 0 and self.client.last_path == "edge"
                 except ClientError as exc:
+                    if exc.status == 400 and (longest := _MAX_WAIT.search(exc.message)):
+                        # The service waits less than asked (its TASKCLAIM_MAX_WAIT_SECONDS): its most, then.
+                        self._long_poll = float(longest.group(1))
+                        log.warning("the service waits at most %ss: long-polling that long", longest.group(1))
+                        continue
                     if exc.status in (401, 403):  # a token refused now is refused on every retry
                         self.error = f"the service refused the token ({exc.status}: {exc.message})"
                         self.stopping.set()
@@ -344,6 +353,9 @@ class Worker:
                 os.killpg(process.pid, signal.SIGTERM)
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
+        """Running tasks get ``shutdown_grace`` seconds, then are stopped and released. A long poll in
+        flight is waited for (at most ``long_poll_seconds``): a runtime that does not notice its client
+        leaving would otherwise claim a task for a worker that has exited."""
         deadline = time.monotonic() + self.config.shutdown_grace
         while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -353,7 +365,7 @@ class Worker:
             running.cancelled = True
             self._kill(running)
         for thread in threads:
-            thread.join(30)
+            thread.join(30 + self._long_poll)
 
     def _progress(self, task: Task, what: str, seconds: float, counter: str) -> None:
         with self._lock:

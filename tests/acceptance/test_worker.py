@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance.conftest import SERVICE_KEY, Server, service_env
-from tests.helpers import Conn, make_project, make_task, status_counts, task
+from tests.helpers import Conn, make_project, make_task, status_counts, task, wait_until
 from tests.processes import ServiceProcess, TaskclaimProcess, free_port
 
 # Echoes {"echo": params} to stdout; with params {"fail": true} it writes to stderr and exits 1.
@@ -164,6 +164,23 @@ def test_an_idle_worker_long_polls_and_starts_a_new_task_at_once(
     finally:
         process.signal(signal.SIGTERM)
         assert process.wait(60) == 0, process.log()
+
+
+def test_a_worker_asks_a_service_with_a_shorter_maximum_wait_for_that_maximum(
+    db: Conn, db_url: str, jwks_url: str, tmp_path: Path
+) -> None:
+    env = {**service_env(db_url, jwks_url, tmp_path), "TASKCLAIM_MAX_WAIT_SECONDS": "2"}
+    service = ServiceProcess(env, tmp_path / "serve.log").start()
+    process = worker(service, tmp_path, "adapts", "echo done", "--poll-interval", "30", "--long-poll", "30")
+    try:
+        time.sleep(1.5)
+        task_id = make_task(db, make_project(db))
+        wait_until(lambda: task(db, task_id)["status"] == "Complete", "the task, claimed", timeout=15)
+        assert "waits at most 2" in process.log()
+    finally:
+        process.signal(signal.SIGTERM)
+        assert process.wait(30) == 0, process.log()
+        service.stop()
 
 
 def test_free_slots_are_claimed_in_one_call(db: Conn, server: Server, tmp_path: Path) -> None:
