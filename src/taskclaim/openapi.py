@@ -358,7 +358,21 @@ def openapi_document(
                 "summary": "200 while the database answers",
                 "operationId": "health",
                 "responses": {
-                    "200": _object({"status": {"type": "string", "enum": ["ok"]}}, "healthy"),
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["status"],
+                            "properties": {
+                                "status": {"type": "string", "enum": ["ok"]},
+                                "notifications": {
+                                    "type": "string",
+                                    "enum": ["arriving", "not verified", "off"],
+                                    "description": "whether this process's probe NOTIFY came back lately",
+                                },
+                            },
+                        },
+                        "healthy",
+                    ),
                     "503": _COMMON_ERRORS["503"],
                 },
             }
