@@ -274,6 +274,7 @@ class Bench:
                 rows = session.execute(LIST_SQL, params).fetchall()  # warms the function and the catalog
                 figures[f"list_{scope}_first"] = explain_buffers(session, LIST_SQL, params)
                 after = (user, oldest, rows[-1]["cursor"])
+                session.execute(LIST_SQL, after).fetchall()  # a cursor's first use reads the catalog
                 figures[f"list_{scope}_next"] = explain_buffers(session, LIST_SQL, after)
         return figures
 
