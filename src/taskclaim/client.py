@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from taskclaim import limits
-from taskclaim.exceptions import ClientError, NotHeld, ServiceUnavailable, queue_error
+from taskclaim.exceptions import ClientError, NotHeld, QueueError, ServiceUnavailable, queue_error
 from taskclaim.fallback import DirectRpc
 from taskclaim.task import Task
 
@@ -251,8 +251,7 @@ class TaskClient:
                 row = rows[n]
                 code, message = row.pop("error_code"), row.pop("error")
                 row.pop("ordinal")
-                refusal = queue_error(code) if code is not None else None
-                status = 200 if code is None else refusal.status if refusal else 400
+                status = 200 if code is None else (queue_error(code) or QueueError).status
                 outcomes[index] = _outcome(_as_json(row), status, message)
             pending = later
         return [outcomes[i] for i in range(len(items))]

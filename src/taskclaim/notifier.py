@@ -47,12 +47,12 @@ class ReadyNotifier:
         probe_seconds: float = 10.0,
     ) -> None:
         self._url = url
-        self._enabled = enabled  # off: no LISTEN at all, waiters rely on their retry
+        self.enabled = enabled  # off: no LISTEN at all, waiters rely on their retry
         self._send_probe = send_probe
         self.probe_seconds = probe_seconds
         self._events: dict[uuid.UUID | None, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._probe: tuple[str, float] | None = None  # the last probe sent: its token, when
+        self._probe_token: str | None = None  # the last probe sent
         self._heard_at: float | None = None  # when the last probe came back
         self.listening = False
         self.waiting = 0  # long polls waiting for a wake-up now (a gauge on /metrics)
@@ -65,10 +65,6 @@ class ReadyNotifier:
         self._wake_all()
 
     @property
-    def enabled(self) -> bool:
-        return self._enabled
-
-    @property
     def arriving(self) -> bool:
         """True while notifications are proven to arrive: the last probe came back, recently."""
         if not self.listening or self._heard_at is None:
@@ -76,7 +72,7 @@ class ReadyNotifier:
         return time.monotonic() - self._heard_at < 2.5 * self.probe_seconds
 
     def start(self) -> None:
-        if not self._enabled:
+        if not self.enabled:
             log.warning(
                 "a transaction pooler is in the way and TASKCLAIM_DIRECT_URL is not set: no LISTEN;"
                 " long polls wake up by retrying every %.0f s",
@@ -142,7 +138,7 @@ class ReadyNotifier:
                     self._probe_now.set()
                     async for notification in conn.notifies():
                         if notification.channel == "taskclaim_probe":
-                            if self._probe is not None and notification.payload == self._probe[0]:
+                            if notification.payload == self._probe_token:
                                 self._heard_at = time.monotonic()
                             continue
                         try:
@@ -165,9 +161,8 @@ class ReadyNotifier:
             self._probe_now.clear()
             if not self.listening:
                 continue
-            token = uuid.uuid4().hex
-            self._probe = (token, time.monotonic())
+            self._probe_token = uuid.uuid4().hex
             try:
-                await self._send_probe(token)
+                await self._send_probe(self._probe_token)
             except Exception as exc:  # the database is away: the next round tries again
                 log.debug("probe not sent: %s", exc)
