@@ -12,8 +12,9 @@ On one embedded PostgreSQL, in one run: for each C, N tasks are preloaded and va
   per transaction pair, no HTTP and no worker (5 s; its tasks/s is transactions/s).
 
 Each consumer connects first and says ready; the clock starts when all are told to go and stops when the
-last has exited with the queue empty. Reported: tasks/s, the consumers' own CPU per task, and the service's
-CPU per task (from /proc). Needs ``pip install -e '.[bench]'``.
+last has exited with the queue empty. Reported: tasks/s, the consumers' own CPU per task, the service's and
+PostgreSQL's CPU per task (from /proc; PostgreSQL's includes its exited backends). Needs
+``pip install -e '.[bench]'``.
 """
 
 from __future__ import annotations
@@ -38,9 +39,25 @@ CYCLE_SQL = (
 )
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, reaped: bool = False) -> float:
+    """A process's user + system CPU; with ``reaped``, also that of its children that have exited."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds(bench: Bench) -> float:
+    """PostgreSQL's CPU: the postmaster, its live backends and workers, and those that have exited
+    (pgqueuer's consumers disconnect at the end, and their backends' time then moves to the postmaster)."""
+    postmaster = int((bench.pg.pgdata / "postmaster.pid").read_text().split()[0])
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    total = cpu_seconds(postmaster, reaped=True)
+    for child in children:
+        try:
+            total += cpu_seconds(int(child))
+        except FileNotFoundError:  # it exited between the two reads; its time is in the reaped figure
+            continue
+    return total
 
 
 def consumers(commands: list[list[str]], log_path: Path) -> tuple[float, float]:
@@ -114,15 +131,18 @@ def run(tasks: int, concurrencies: list[int], batches: list[int]) -> list[dict[s
             server_pid = bench.service_pid
             for c in concurrencies:
                 bench.reset(tasks)
-                before = cpu_seconds(server_pid)
+                before, pg_before = cpu_seconds(server_pid), postgres_cpu_seconds(bench)
                 wall, cpu = consumers([["taskclaim", base, KEY, str(c)]], bench.workdir / "consumers.log")
                 server = cpu_seconds(server_pid) - before
+                postgres = postgres_cpu_seconds(bench) - pg_before
                 assert bench.count("Complete") == tasks
-                rows.append(_row("taskclaim over HTTP", c, tasks, wall, cpu, server))
+                rows.append(_row("taskclaim over HTTP", c, tasks, wall, cpu, server, postgres))
                 print(rows[-1], file=sys.stderr, flush=True)
         for c in concurrencies:
             bench.reset(60_000)
+            pg_before = postgres_cpu_seconds(bench)
             figures = bench.pgbench(c, 5.0, CYCLE_SQL)
+            done = 60_000 - bench.count("Queued")
             rows.append(
                 {
                     "consumer": "pgbench claim + complete (no HTTP)",
@@ -130,6 +150,7 @@ def run(tasks: int, concurrencies: list[int], batches: list[int]) -> list[dict[s
                     "tasks_per_s": figures["claims_per_s"],  # one task per transaction
                     "consumer_cpu_ms_per_task": None,
                     "server_cpu_ms_per_task": None,
+                    "postgres_cpu_ms_per_task": 1000 * (postgres_cpu_seconds(bench) - pg_before) / done,
                 }
             )
             print(rows[-1], file=sys.stderr, flush=True)
@@ -139,33 +160,41 @@ def run(tasks: int, concurrencies: list[int], batches: list[int]) -> list[dict[s
             for c in concurrencies:
                 pgqueuer_enqueue(dsn, tasks)
                 command = ["pgqueuer", dsn, str(batch)]
+                pg_before = postgres_cpu_seconds(bench)
                 wall, cpu = consumers([command] * c, bench.workdir / "consumers.log")
-                rows.append(_row(f"pgqueuer batch_size={batch}", c, tasks, wall, cpu, None))
+                postgres = postgres_cpu_seconds(bench) - pg_before
+                rows.append(_row(f"pgqueuer batch_size={batch}", c, tasks, wall, cpu, None, postgres))
                 print(rows[-1], file=sys.stderr, flush=True)
     finally:
         bench.stop()
     return rows
 
 
-def _row(name: str, c: int, tasks: int, wall: float, cpu: float, server: float | None) -> dict[str, Any]:
+def _row(
+    name: str, c: int, tasks: int, wall: float, cpu: float, server: float | None, postgres: float
+) -> dict[str, Any]:
     return {
         "consumer": name,
         "c": c,
         "tasks_per_s": tasks / wall,
         "consumer_cpu_ms_per_task": 1000 * cpu / tasks,
         "server_cpu_ms_per_task": None if server is None else 1000 * server / tasks,
+        "postgres_cpu_ms_per_task": 1000 * postgres / tasks,
     }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| consumers | C | tasks/s | consumers' CPU ms/task | service CPU ms/task |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| consumers | C | tasks/s | consumers' CPU ms/task | service CPU ms/task | PostgreSQL CPU ms/task |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         server = "" if r["server_cpu_ms_per_task"] is None else f"{r['server_cpu_ms_per_task']:.3f}"
         own = "" if r["consumer_cpu_ms_per_task"] is None else f"{r['consumer_cpu_ms_per_task']:.3f}"
-        lines.append(f"| {r['consumer']} | {r['c']} | {r['tasks_per_s']:,.0f} | {own} | {server} |")
+        lines.append(
+            f"| {r['consumer']} | {r['c']} | {r['tasks_per_s']:,.0f} | {own} | {server}"
+            f" | {r['postgres_cpu_ms_per_task']:.3f} |"
+        )
     return "\n".join(lines)
 
 

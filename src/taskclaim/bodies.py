@@ -94,14 +94,6 @@ class ClaimNextTask(Body):
     task_types: TaskTypes | None = None
 
 
-class ClaimTasks(Body):
-    worker_id: WorkerId | None = None
-    max_tasks: MaxTasks | None = None
-    lease_seconds: LeaseSeconds | None = None
-    wait_seconds: WaitSeconds | None = None
-    task_types: TaskTypes | None = None
-
-
 class Holder(Body):
     """The task and its holder, as the claim returned them."""
 
@@ -131,6 +123,27 @@ class CompleteTasks(Body):
             description="each a complete-task body; each is answered on its own",
         ),
     ]
+
+
+class ClaimTasks(Body):
+    worker_id: WorkerId | None = None
+    max_tasks: MaxTasks | None = None
+    lease_seconds: LeaseSeconds | None = None
+    wait_seconds: WaitSeconds | None = None
+    task_types: TaskTypes | None = None
+    complete: (
+        Annotated[
+            list[CompleteTask],
+            msgspec.Meta(
+                max_length=limits.MAX_COMPLETE_TASKS,
+                description=(
+                    "tasks this worker finished, each a complete-task body: they are completed before the"
+                    " claim and answered in `completed`, and the answer is then always a 200"
+                ),
+            ),
+        ]
+        | None
+    ) = None
 
 
 class FailTask(Holder):

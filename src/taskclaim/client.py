@@ -193,6 +193,46 @@ class TaskClient:
             return [Task.from_row(row) for row in rows]
         return [] if response is None else [Task.from_row(row) for row in response["tasks"]]
 
+    def complete_and_claim(
+        self,
+        completions: Sequence[tuple[Task, Any]],
+        max_tasks: int,
+        *,
+        worker_id: str | None = None,
+        lease_seconds: int | None = None,
+        wait_seconds: float = 0,
+        task_types: list[str] | None = None,
+    ) -> tuple[list[dict[str, Any] | ClientError], list[Task]]:
+        """Complete what finished and claim up to ``max_tasks`` more in one request: the completions'
+        outcomes (as ``complete_many`` gives them) and the claimed tasks. The completions are made before
+        the claim, and before any wait. At most ``limits.MAX_COMPLETE_TASKS`` completions; the fallback
+        makes them with ``taskclaim_complete_batch``, then claims."""
+        if len(completions) > limits.MAX_COMPLETE_TASKS:
+            raise ValueError(f"at most {limits.MAX_COMPLETE_TASKS} completions ride on one claim")
+        worker_id = worker_id or str(uuid.uuid4())
+        body: dict[str, Any] = {
+            "worker_id": worker_id,
+            "max_tasks": max_tasks,
+            "complete": [self._holder(task) | {"result": result} for task, result in completions],
+        }
+        if lease_seconds is not None:
+            body["lease_seconds"] = lease_seconds
+        if wait_seconds > 0:
+            body["wait_seconds"] = wait_seconds
+        if task_types is not None:
+            body["task_types"] = task_types
+        try:
+            response = self._post("claim-tasks", body, claim=True, extra_time=wait_seconds)
+        except _Fallback as reason:
+            self._note_fallback(reason)
+            outcomes = self._rpc_complete_many(completions, str(reason)) if completions else []
+            lease = lease_seconds or limits.default_lease_seconds(os.environ)
+            rows = self._rpc.claim_batch(worker_id, max_tasks, lease, task_types, str(reason))
+            return outcomes, [Task.from_row(row) for row in rows]
+        assert response is not None  # with `complete` the service always answers 200
+        outcomes = [_outcome(a, a["status_code"], a.get("error")) for a in response["completed"]]
+        return outcomes, [Task.from_row(row) for row in response["tasks"]]
+
     def heartbeat(self, task: Task, lease_seconds: int | None = None) -> str:
         """Extend the lease, by ``lease_seconds`` or else by the length of the lease the task has; returns
         the new expiry. Raises ``NotHeld`` when the task was taken back."""

@@ -162,22 +162,37 @@ async def claim_tasks(
     worker_id = body.worker_id or str(uuid.uuid4())
     lease_seconds = service.lease_seconds(body.lease_seconds)
     task_types = None if body.task_types is None else tuple(sorted(set(body.task_types)))
-    rows = await long_poll(
-        service.notifier,
-        service.queue,
-        caller,
-        service.wait_seconds(body.wait_seconds),
-        request,
-        lambda: service.queue.claim_many(
-            worker_id,
-            body.max_tasks or 1,
-            user_id=caller.user_id,
-            lease_seconds=lease_seconds,
-            task_types=task_types,
-        ),
-    )
+    wait = service.wait_seconds(body.wait_seconds)
+
+    async def claim() -> list[dict[str, Any]]:
+        return await long_poll(
+            service.notifier,
+            service.queue,
+            caller,
+            wait,
+            request,
+            lambda: service.queue.claim_many(
+                worker_id,
+                body.max_tasks or 1,
+                user_id=caller.user_id,
+                lease_seconds=lease_seconds,
+                task_types=task_types,
+            ),
+        )
+
+    # A worker's finished tasks ride on its next claim: completed alongside it (on another connection, so
+    # the request takes as long as the longer of the two), answered in `completed`, and never held back by
+    # the claim's wait. A failed claim does not undo them.
+    completed: list[dict[str, Any]] | None = None
+    if body.complete is None:
+        rows = await claim()
+    else:
+        completed, rows = await asyncio.gather(_complete_items(service, caller, body.complete), claim())
     encoded = await _sendable(service, caller, rows)
-    return _json_bytes(b'{"tasks":[' + b",".join(encoded) + b"]}") if encoded else no_content()
+    tasks = b'{"tasks":[' + b",".join(encoded) + b"]"
+    if completed is not None:
+        return _json_bytes(tasks + b',"completed":' + orjson.dumps(completed) + b"}")
+    return _json_bytes(tasks + b"}") if encoded else no_content()
 
 
 async def heartbeat(service: Service, caller: Caller, body: bodies.Heartbeat, request: Request) -> Response:
@@ -211,6 +226,12 @@ async def complete_tasks(
 ) -> Response:
     """Many completions in one request, each answered on its own (``status_code`` 200, 404 or 409), in the
     order given. They join the coalesced completions of every other request of the scope."""
+    return json_response({"results": await _complete_items(service, caller, body.tasks)})
+
+
+async def _complete_items(
+    service: Service, caller: Caller, items: list[bodies.CompleteTask]
+) -> list[dict[str, Any]]:
     outcomes = await asyncio.gather(
         *(
             service.queue.complete(
@@ -221,19 +242,19 @@ async def complete_tasks(
                 output_location=item.output_location,
                 user_id=caller.user_id,
             )
-            for item in body.tasks
+            for item in items
         ),
         return_exceptions=True,
     )
     answers: list[dict[str, Any]] = []
-    for item, outcome in zip(body.tasks, outcomes, strict=True):
+    for item, outcome in zip(items, outcomes, strict=True):
         if isinstance(outcome, QueueError):
             answers.append({"task_id": item.task_id, "status_code": outcome.status, "error": outcome.message})
         elif isinstance(outcome, BaseException):
             raise outcome  # the database went away: 503 for the request (what had committed stays done)
         else:
             answers.append({"task_id": item.task_id, "status_code": 200, **outcome})
-    return json_response({"results": answers})
+    return answers
 
 
 async def fail_task(service: Service, caller: Caller, body: bodies.FailTask, request: Request) -> Response:
@@ -328,7 +349,7 @@ class Function(NamedTuple):
 
 FUNCTIONS: dict[str, Function] = {
     "claim-next-task": Function(claim_next_task, bodies.ClaimNextTask, limits.CLAIM_BODY_LIMIT),
-    "claim-tasks": Function(claim_tasks, bodies.ClaimTasks, limits.CLAIM_BODY_LIMIT),
+    "claim-tasks": Function(claim_tasks, bodies.ClaimTasks, limits.BATCH_BODY_LIMIT),
     "heartbeat": Function(heartbeat, bodies.Heartbeat, limits.CLAIM_BODY_LIMIT),
     "complete-task": Function(complete_task, bodies.CompleteTask, limits.TASK_BODY_LIMIT),
     "complete-tasks": Function(complete_tasks, bodies.CompleteTasks, limits.BATCH_BODY_LIMIT),

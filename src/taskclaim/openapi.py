@@ -103,6 +103,39 @@ _CREATED = {
     "created": {"type": "boolean"},
 }
 
+# complete-tasks' results, and claim-tasks' `completed`: one answer per item, in order.
+_COMPLETED: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "anyOf": [
+            {
+                "type": "object",
+                "required": [
+                    "task_id",
+                    "status_code",
+                    "status",
+                    "generation_processed_at",
+                ],
+                "properties": {
+                    "task_id": _UUID,
+                    "status_code": {"type": "integer", "enum": [200]},
+                    "status": _STATUS,
+                    "generation_processed_at": _NULLABLE_TIME,
+                },
+            },
+            {
+                "type": "object",
+                "required": ["task_id", "status_code", "error"],
+                "properties": {
+                    "task_id": _UUID,
+                    "status_code": {"type": "integer", "enum": [400, 404, 409]},
+                    "error": {"type": "string"},
+                },
+            },
+        ]
+    },
+}
+
 ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
     "claim-next-task": (
         "Claim the oldest ready task (the service: any user's; a user: their own)",
@@ -111,9 +144,17 @@ ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
     "claim-tasks": (
         "Claim up to max_tasks of the oldest ready tasks in one call, scoped like claim-next-task",
         {
-            "200": _object(
-                {"tasks": {"type": "array", "items": _TASK, "minItems": 1}},
-                "the claimed tasks, oldest first",
+            "200": _json(
+                {
+                    "type": "object",
+                    "required": ["tasks"],
+                    "properties": {
+                        "tasks": {"type": "array", "items": _TASK},
+                        "completed": _COMPLETED,
+                    },
+                },
+                "the claimed tasks, oldest first (at least one unless the body had `complete`); with"
+                " `complete`, each of its items' answers in `completed`, as complete-tasks answers them",
             ),
             **_NOTHING,
         },
@@ -136,37 +177,7 @@ ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "200": _object(
                 {
-                    "results": {
-                        "type": "array",
-                        "items": {
-                            "anyOf": [
-                                {
-                                    "type": "object",
-                                    "required": [
-                                        "task_id",
-                                        "status_code",
-                                        "status",
-                                        "generation_processed_at",
-                                    ],
-                                    "properties": {
-                                        "task_id": _UUID,
-                                        "status_code": {"type": "integer", "enum": [200]},
-                                        "status": _STATUS,
-                                        "generation_processed_at": _NULLABLE_TIME,
-                                    },
-                                },
-                                {
-                                    "type": "object",
-                                    "required": ["task_id", "status_code", "error"],
-                                    "properties": {
-                                        "task_id": _UUID,
-                                        "status_code": {"type": "integer", "enum": [400, 404, 409]},
-                                        "error": {"type": "string"},
-                                    },
-                                },
-                            ]
-                        },
-                    }
+                    "results": _COMPLETED,
                 },
                 "one answer per item, in the order given: completed (200), or why not (404, 409)",
             ),

@@ -26,7 +26,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from taskclaim import limits
 from taskclaim.client import Task, TaskClient
@@ -99,16 +99,20 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------------------
     #
     # One claimer thread takes tasks for every free slot in one call (claim_many) and hands them to
-    # ``concurrency`` runner threads; an idle worker so holds one long poll, not one per slot. A runner
-    # hands what it finished to one reporter thread, which sends every completion waiting at that moment
-    # in one complete-tasks call (so batches follow the load, and none waits for a timer), and one
-    # heartbeat thread extends the leases of every running task that is due.
+    # ``concurrency`` runner threads; an idle worker so holds one long poll, not one per slot. What a
+    # runner finished goes to ``_done``. A completion rides on the next claim when one is about to be sent
+    # (``_carry``: the claimer only waits for a free slot, and finishing a task frees one), so a busy
+    # worker makes one request per round instead of two. Everything else (failures, releases, and
+    # completions while a claim is in flight or the claimer sleeps) goes to one reporter thread, which
+    # sends every completion waiting at that moment in one complete-tasks call: none waits for a timer.
+    # One heartbeat thread extends the leases of every running task that is due.
 
     def run(self) -> None:
         self._free = self.config.concurrency
         self._ready: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
-        self._outbox: queue.SimpleQueue[_Outcome | None] = queue.SimpleQueue()
-        self._slot_freed = threading.Condition(self._lock)
+        self._done: list[_Outcome] = []
+        self._carry = False  # the claimer will claim as soon as a slot is free: completions may ride on it
+        self._changed = threading.Condition(self._lock)  # a slot freed, a task done, the claimer's state
         self._runners_left = self.config.concurrency
         self._finished = threading.Event()
         self._long_poll = self.config.long_poll_seconds
@@ -146,26 +150,26 @@ class Worker:
     def _claim_tasks(self) -> None:
         try:
             while not self.stopping.is_set():
-                with self._slot_freed:
+                with self._changed:
+                    self._carry = True
                     while self._free == 0 and not self.stopping.is_set():
-                        self._slot_freed.wait(0.2)
+                        self._changed.wait(0.2)
+                    self._carry = False
                     free = self._free
+                    carried = self._take("carriable")
+                    self._changed.notify_all()  # the reporter: what did not ride is its own now
                 if self.stopping.is_set():
+                    self._give_back(carried)
                     return
                 # Idle workers long-poll: the service answers as soon as a task is ready. When the RPC
                 # fallback served (it cannot wait) or the claim failed, the worker sleeps the interval.
                 idle_wait = min(self.config.poll_interval, self._long_poll)
                 wait = 0.0 if self.config.exit_when_empty else idle_wait
                 try:
-                    tasks = self.client.claim_many(
-                        free,
-                        worker_id=self.config.worker_id,
-                        lease_seconds=self.config.lease_seconds,
-                        wait_seconds=wait,
-                        task_types=self.task_types(),
-                    )
+                    tasks = self._claim(free, wait, carried)
                     waited = wait > 0 and self.client.last_path == "edge"
                 except ClientError as exc:
+                    self._give_back(carried)
                     if exc.status == 400 and (longest := _MAX_WAIT.search(exc.message)):
                         # The service waits less than asked (its TASKCLAIM_MAX_WAIT_SECONDS): its most, then.
                         self._long_poll = float(longest.group(1))
@@ -182,6 +186,7 @@ class Worker:
                     tasks, waited = [], False
                 except Exception:  # a bug must not stop the fleet either: say it, wait, try again
                     log.exception("claim failed unexpectedly")
+                    self._give_back(carried)
                     tasks, waited = [], False
                 if tasks:
                     with self._lock:
@@ -195,31 +200,75 @@ class Worker:
                     jitter = random.uniform(0.8, 1.2)  # spreads idle workers' polls
                     self.stopping.wait(self.config.poll_interval * jitter)
         finally:
+            with self._changed:
+                self._carry = False
+                self._changed.notify_all()
             for _ in range(self.config.concurrency):
                 self._ready.put(None)  # the runners end once the tasks handed out before are done
+
+    def _claim(self, free: int, wait: float, carried: list[_Outcome]) -> list[Task]:
+        """Claim up to ``free`` tasks; the carried completions ride on the claim, made before it."""
+        options: dict[str, Any] = {
+            "worker_id": self.config.worker_id,
+            "lease_seconds": self.config.lease_seconds,
+            "wait_seconds": wait,
+            "task_types": self.task_types(),
+        }
+        if not carried:
+            return self.client.claim_many(free, **options)
+        answers, tasks = self.client.complete_and_claim(
+            [(running.task, outcome) for running, _, outcome, _ in carried], free, **options
+        )
+        self._completed([(running, seconds) for running, _, _, seconds in carried], answers)
+        return tasks
+
+    def _take(self, kind: Literal["carriable", "other", "any"]) -> list[_Outcome]:
+        """Under the lock: finished tasks to send now, at most one request's worth. ``carriable`` are
+        completions a claim may carry; ``other`` are failures, releases and tasks whose lease was lost."""
+        taken: list[_Outcome] = []
+        kept: list[_Outcome] = []
+        for item in self._done:
+            running, ok = item[0], item[1]
+            carriable = ok and not running.cancelled and not running.lost.is_set()
+            wanted = kind == "any" or (kind == "carriable") == carriable
+            if len(taken) < limits.MAX_COMPLETE_TASKS and wanted:
+                taken.append(item)
+            else:
+                kept.append(item)
+        self._done = kept
+        return taken
+
+    def _give_back(self, carried: list[_Outcome]) -> None:
+        """A claim that failed did not make its completions (or not surely): the reporter sends them.
+        Completing again is safe: the same holder's second completion is answered as the first."""
+        if carried:
+            with self._changed:
+                self._done[:0] = carried
+                self._changed.notify_all()
 
     def _run_tasks(self) -> None:
         try:
             while (task := self._ready.get()) is not None:
+                outcome: _Outcome | None = None
                 try:
                     if self.stopping.is_set():
-                        self._outbox.put((_cancelled(task), False, None, 0.0))
+                        outcome = (_cancelled(task), False, None, 0.0)
                     else:
-                        self._run_one(task)
+                        outcome = self._run_one(task)
                 except Exception:  # the slot must survive a bug; the task's lease returns it to the queue
                     log.exception("task %s: the worker could not run it", task.task_id)
                 finally:
-                    with self._slot_freed:
+                    with self._changed:  # the task is done and its slot free at once: see _carry
+                        if outcome is not None:
+                            self._done.append(outcome)
                         self._free += 1
-                        self._slot_freed.notify()
+                        self._changed.notify_all()
         finally:
-            with self._lock:
-                self._runners_left -= 1
-                last = self._runners_left == 0
-            if last:
-                self._outbox.put(None)  # the reporter ends once what the runners handed it is sent
+            with self._changed:
+                self._runners_left -= 1  # the reporter ends once the last is gone and all is sent
+                self._changed.notify_all()
 
-    def _run_one(self, task: Task) -> None:
+    def _run_one(self, task: Task) -> _Outcome:
         running = _Running(task, self._beat_every())
         with self._lock:
             self._running[task.task_id] = running
@@ -228,7 +277,7 @@ class Worker:
         finally:
             with self._lock:
                 self._running.pop(task.task_id, None)
-        self._outbox.put((running, ok, outcome, time.monotonic() - running.started))
+        return (running, ok, outcome, time.monotonic() - running.started)
 
     def _execute(self, running: _Running) -> tuple[bool, Any]:
         task = running.task
@@ -263,25 +312,19 @@ class Worker:
             return True, text
 
     def _report(self) -> None:
-        """Send what the runners finished: the completions waiting now in one call, the rest one by one."""
-        while (first := self._outbox.get()) is not None:
-            batch = [first]
-            ended = False
-            while len(batch) < limits.MAX_COMPLETE_TASKS:
-                try:
-                    item = self._outbox.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    ended = True
-                    break
-                batch.append(item)
+        """Send what the runners finished and no claim carries: the completions waiting now in one call,
+        the rest one by one. Ends when the runners have ended and everything is sent."""
+        while True:
+            with self._changed:
+                # While a claim is coming, the completions wait for it; the rest are sent now.
+                while not (batch := self._take("other" if self._carry else "any")):
+                    if self._runners_left == 0 and not self._done:
+                        return
+                    self._changed.wait()
             try:
                 self._send(batch)
             except Exception:  # the reporter must survive a bug; the tasks' leases return them
                 log.exception("could not report %d task(s)", len(batch))
-            if ended:
-                return
 
     def _send(self, batch: list[_Outcome]) -> None:
         completions = []
@@ -300,7 +343,12 @@ class Worker:
         except ClientError as exc:
             log.error("could not report %d completion(s): %s", len(completions), exc)
             return
-        for (running, _, seconds), answer in zip(completions, answers, strict=True):
+        self._completed([(running, seconds) for running, _, seconds in completions], answers)
+
+    def _completed(
+        self, completions: list[tuple[_Running, float]], answers: list[dict[str, Any] | ClientError]
+    ) -> None:
+        for (running, seconds), answer in zip(completions, answers, strict=True):
             if isinstance(answer, NotHeld):
                 self._progress(running.task, f"not held any more ({answer})", seconds, "lost")
             elif isinstance(answer, ClientError):

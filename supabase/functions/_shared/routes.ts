@@ -82,20 +82,30 @@ const claimNextTask: Route = async (caller, body, request) => {
   return claimed.length ? jsonText(claimed[0].json) : noContent();
 };
 
+/** With `complete`, the worker's finished tasks ride on its claim: completed alongside it (another
+ * connection), answered in `completed`, and the answer is always a 200. */
 const claimTasks: Route = async (caller, body, request) => {
   const workerId = (body.worker_id as string | undefined) ?? crypto.randomUUID();
   const lease = leaseSeconds(body.lease_seconds);
   const count = (body.max_tasks as number | undefined) ?? 1;
   const taskTypes = types(body);
   const wait = waitSeconds(body.wait_seconds);
-  const claimed = await longPoll(
-    caller.userId,
-    wait,
-    request.signal,
-    () => claimBatch(caller, workerId, count, lease, taskTypes),
-    (c) => giveBack(caller, c),
-  );
-  return claimed.length ? jsonText(`{"tasks":[${claimed.map((c) => c.json).join(",")}]}`) : noContent();
+  const claim = () =>
+    longPoll(
+      caller.userId,
+      wait,
+      request.signal,
+      () => claimBatch(caller, workerId, count, lease, taskTypes),
+      (c) => giveBack(caller, c),
+    );
+  const carried = body.complete as Body[] | undefined;
+  if (carried === undefined) {
+    const claimed = await claim();
+    return claimed.length ? jsonText(`{"tasks":[${claimed.map((c) => c.json).join(",")}]}`) : noContent();
+  }
+  const [completed, claimed] = await Promise.all([completeItems(caller, carried), claim()]);
+  const tasks = claimed.map((c) => c.json).join(",");
+  return jsonText(`{"tasks":[${tasks}],"completed":${JSON.stringify(completed)}}`);
 };
 
 const heartbeat: Route = async (caller, body) => {
@@ -136,7 +146,10 @@ type Completed = {
 /** Many completions, each answered on its own, in order. One statement per round: an id given twice goes
  * in the next round, so the second is answered after the first, as the service's coalescer does. */
 const completeTasks: Route = async (caller, body) => {
-  const items = body.tasks as Body[];
+  return json({ results: await completeItems(caller, body.tasks as Body[]) });
+};
+
+async function completeItems(caller: Caller, items: Body[]): Promise<Record<string, unknown>[]> {
   const answers: Record<string, unknown>[] = new Array(items.length);
   let pending = items.map((item, index) => ({ item, index }));
   while (pending.length) {
@@ -174,8 +187,8 @@ const completeTasks: Route = async (caller, body) => {
         };
     }
   }
-  return json({ results: answers });
-};
+  return answers;
+}
 
 const failTask: Route = async (caller, body) => {
   const [row] = await query(() =>
