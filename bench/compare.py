@@ -2,8 +2,11 @@
 
     python -m bench.compare --step cycle [--runs 2] [--seconds 8] [--connections 16] [--workers 1]
     python -m bench.compare --step http  ...
+    python -m bench.compare --step latency [--runs 2] [--seconds 8]
 
-``cycle`` is claim, then complete-task; ``http`` is claims alone. Run it in a checkout of each commit,
+``cycle`` is claim, then complete-task; ``http`` is claims alone; ``latency`` is one connection at a
+time: pgbench's mean latency of ``func_claim_task`` with one client, then the p50 of claim-next-task over
+HTTP with one connection, on the same table, alternated ``--runs`` times. Run it in a checkout of each commit,
 one after the other, on one machine (for a commit older than this file, copy it into that checkout's
 ``bench/``). Prints tasks (or claims) per second, the request p99 and the server process's CPU time per
 request, which varies less from run to run than throughput does on a shared machine.
@@ -37,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--step", choices=("cycle", "http"), default="cycle")
+    parser.add_argument("--step", choices=("cycle", "http", "latency"), default="cycle")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=16)
@@ -49,6 +52,16 @@ def main() -> None:
         with bench.service(args.workers) as base:
             port = base.rsplit(":", 1)[1]
             for _ in range(args.runs):
+                if args.step == "latency":
+                    ceiling = bench.ceiling(1)
+                    one = bench.http(base, 1)
+                    p50, mean = float(one["p50_ms"]), ceiling["latency_ms"]
+                    print(
+                        f"pgbench mean {mean:.3f} ms, HTTP p50 {p50:.3f} ms"
+                        f" (p99 {float(one['p99_ms']):.3f}): {p50 / mean:.2f}×",
+                        flush=True,
+                    )
+                    continue
                 if args.step == "cycle":
                     bench.reset(int(25_000 * args.seconds))
                     cpu = server_cpu_seconds(port)
