@@ -754,6 +754,21 @@ $$;
 
 
 --
+-- Name: taskclaim_notify_token_change(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.taskclaim_notify_token_change() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  perform pg_notify('taskclaim_tokens', old.jti_hash);
+  return null;
+end
+$$;
+
+
+--
 -- Name: taskclaim_projects_owner_changed(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1268,7 +1283,14 @@ CREATE TRIGGER tasks_ready_after_insert AFTER INSERT ON public.tasks FOR EACH RO
 -- Name: tasks tasks_ready_after_update; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER tasks_ready_after_update AFTER UPDATE OF status, blocked ON public.tasks FOR EACH ROW WHEN (((new.status = 'Queued'::public.task_status) AND (NOT new.blocked) AND ((old.status <> 'Queued'::public.task_status) OR old.blocked))) EXECUTE FUNCTION public.taskclaim_notify_ready();
+CREATE TRIGGER tasks_ready_after_update AFTER UPDATE OF status, blocked, user_id ON public.tasks FOR EACH ROW WHEN (((new.status = 'Queued'::public.task_status) AND (NOT new.blocked) AND ((old.status <> 'Queued'::public.task_status) OR old.blocked OR (old.user_id IS DISTINCT FROM new.user_id)))) EXECUTE FUNCTION public.taskclaim_notify_ready();
+
+
+--
+-- Name: user_api_token user_api_token_changed; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER user_api_token_changed AFTER DELETE OR UPDATE OF user_id, jti_hash, expires_at, revoked_at ON public.user_api_token FOR EACH ROW EXECUTE FUNCTION public.taskclaim_notify_token_change();
 
 
 --
@@ -1501,6 +1523,13 @@ GRANT ALL ON FUNCTION public.taskclaim_list_tasks(p_user_id uuid, p_status publi
 --
 
 REVOKE ALL ON FUNCTION public.taskclaim_notify_ready() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION taskclaim_notify_token_change(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.taskclaim_notify_token_change() FROM PUBLIC;
 
 
 --

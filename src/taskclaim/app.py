@@ -56,6 +56,7 @@ PROCESS_COUNTERS = {
     "taskclaim_claims_coalesced_total": "Claims carried by those statements.",
     "taskclaim_complete_statements_total": "Completion statements sent (coalesced batches).",
     "taskclaim_completions_coalesced_total": "Completions carried by those statements.",
+    "taskclaim_claims_skipped_total": "Long-poll claims not sent: their scope was known to be empty.",
 }
 PROCESS_GAUGES = {
     "taskclaim_pool_connections": "Open database connections (of every process of this service).",
@@ -71,7 +72,13 @@ def process_figures(service: Service) -> dict[str, Any]:
     """This process's own figures: its request metrics, coalescers, pool and long polls."""
     stats = service.queue.pool.get_stats()
     claims, completions = service.queue.batcher.coalescer, service.queue.completions.coalescer
-    counters = [claims.batches, claims.calls, completions.batches, completions.calls]
+    counters = [
+        claims.batches,
+        claims.calls,
+        completions.batches,
+        completions.calls,
+        service.notifier.claims_skipped,
+    ]
     gauges = [
         stats.get("pool_size", 0),
         stats.get("pool_available", 0),

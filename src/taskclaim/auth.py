@@ -22,6 +22,7 @@ import jwt
 from taskclaim.config import Settings
 from taskclaim.exceptions import AuthError
 from taskclaim.jwks import ASYMMETRIC_ALGORITHMS, JwksCache
+from taskclaim.notifier import ReadyNotifier
 from taskclaim.queue import Queue
 from taskclaim.tokens import token_hash
 
@@ -79,15 +80,32 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
+# While notifications arrive, a looked-up token is trusted this long: any change to its row notifies
+# (taskclaim_tokens) and drops it from the cache at once. Otherwise, TASKCLAIM_TOKEN_CACHE_SECONDS.
+TRUSTED_TOKEN_SECONDS = 300.0
+
+
 class Authenticator:
-    def __init__(self, settings: Settings, queue: Queue, jwks: JwksCache) -> None:
+    def __init__(
+        self, settings: Settings, queue: Queue, jwks: JwksCache, notifier: ReadyNotifier | None = None
+    ) -> None:
         keys = [settings.service_role_key, *settings.secret_keys]
         self._service_keys = [k.encode() for k in keys if k]
         self._jwt_secret = settings.jwt_secret
         self._jwks = jwks
         self._queue = queue
         self._cache_seconds = settings.token_cache_seconds
-        self._token_cache: dict[str, tuple[uuid.UUID, float]] = {}
+        # token hash -> (user, cached until, trusted until while notifications arrive, the LISTEN epoch)
+        self._token_cache: dict[str, tuple[uuid.UUID, float, float, int]] = {}
+        self._notifier = notifier
+        self._token_changes = 0  # notifications of token changes so far
+        if notifier is not None:
+            notifier.on_token_change = self.forget_token
+
+    def forget_token(self, jti_hash: str) -> None:
+        """The token's row changed (revoked, expiry moved, deleted): look it up again next time."""
+        self._token_changes += 1
+        self._token_cache.pop(jti_hash, None)
 
     async def authenticate(self, authorization: str | None) -> Caller:
         token = bearer_token(authorization)
@@ -139,18 +157,34 @@ class Authenticator:
         digest = token_hash(token)
         now = time.monotonic()
         cached = self._token_cache.get(digest)
-        if cached is not None and cached[1] > now:
-            return Caller(user_id=cached[0])
+        if cached is not None:
+            user, until, trusted_until, epoch = cached
+            if now < until or (now < trusted_until and self._told_of_changes(epoch)):
+                return Caller(user_id=user)
+        notifier = self._notifier
+        epoch = notifier.epoch if notifier is not None else 0
+        arriving = notifier is not None and notifier.arriving  # before the look-up: nothing missed after
+        changes = self._token_changes
         row = await self._queue.token_user(digest)
         if row is None:
             self._token_cache.pop(digest, None)
             raise AuthError(403, "token not accepted")
         user_id: uuid.UUID = row["user_id"]
         ttl = self._cache_seconds
+        # A change notified during the look-up may be this token's, and came before it was cached.
+        trusted = max(ttl, TRUSTED_TOKEN_SECONDS) if arriving and ttl > 0 else ttl
+        if self._token_changes != changes:
+            trusted = ttl
         if row["expires_at"] is not None:
-            ttl = min(ttl, row["expires_at"].timestamp() - time.time())
+            left = row["expires_at"].timestamp() - time.time()
+            ttl, trusted = min(ttl, left), min(trusted, left)
         if ttl > 0:
             if len(self._token_cache) > 10_000:
                 self._token_cache.clear()
-            self._token_cache[digest] = (user_id, now + ttl)
+            self._token_cache[digest] = (user_id, now + ttl, now + trusted, epoch)
         return Caller(user_id=user_id)
+
+    def _told_of_changes(self, epoch: int) -> bool:
+        """Whether every change to a token's row since ``epoch`` would have reached forget_token."""
+        notifier = self._notifier
+        return notifier is not None and notifier.arriving and notifier.epoch == epoch

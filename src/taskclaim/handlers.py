@@ -148,8 +148,15 @@ async def claim_next_task(
         )
         return [] if row is None else [row]
 
+    empty_key = None if body.claim_id is not None else (caller.user_id, task_types)
     rows = await long_poll(
-        service.notifier, service.queue, caller, service.wait_seconds(body.wait_seconds), request, claim
+        service.notifier,
+        service.queue,
+        caller,
+        service.wait_seconds(body.wait_seconds),
+        request,
+        claim,
+        empty_key,
     )
     encoded = await _sendable(service, caller, rows)
     return _json_bytes(encoded[0]) if encoded else no_content()
@@ -178,6 +185,7 @@ async def claim_tasks(
                 lease_seconds=lease_seconds,
                 task_types=task_types,
             ),
+            (caller.user_id, task_types),
         )
 
     # A worker's finished tasks ride on its next claim: completed alongside it (on another connection, so

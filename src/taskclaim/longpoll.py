@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from starlette.requests import Request
@@ -27,9 +27,14 @@ async def long_poll(
     wait: float,
     request: Request,
     claim: Callable[[], Awaitable[list[dict[str, Any]]]],
+    empty_key: Hashable | None = None,
 ) -> list[dict[str, Any]]:
     """``claim()`` once; with a ``wait`` in seconds, again whenever a task of the caller's scope becomes
     ready, until something is claimed or the time is up.
+
+    ``empty_key`` names what ``claim()`` looks at (the scope and its filter; None for a claim that must
+    always run, as a claim_id's retry). A long poll whose claim found nothing marks it known empty, and
+    while it is (``ReadyNotifier.known_empty``) long polls of that key wait without claiming.
 
     A client that goes away is noticed: a long poll's wait ends at once, and tasks claimed for a client
     that has gone go straight back to the queue instead of waiting out their lease."""
@@ -41,7 +46,13 @@ async def long_poll(
         while True:
             # Only a long poll needs a wake-up; it is taken before the claim, so a task arriving now wakes us.
             woken = notifier.event(caller.user_id) if wait > 0 else None
-            claimed = await claim()
+            if woken is not None and empty_key is not None and notifier.known_empty(empty_key):
+                notifier.claims_skipped += 1
+                claimed = []
+            else:
+                claimed = await claim()
+                if not claimed and woken is not None and empty_key is not None:
+                    notifier.mark_empty(empty_key, woken)
             if claimed and ((gone is not None and gone.done()) or client_gone(request.scope)):
                 await _give_back(queue, caller, claimed)
                 return []

@@ -8,6 +8,12 @@ NOTIFY of its own through the pool (the way the triggers' notifications travel) 
 the last probe came back (``arriving``), a waiter trusts its wake-up and does not poll; otherwise (no probe
 heard yet, the LISTEN connection down, a pooler that swallows notifications) every waiter also retries
 every ``fallback_seconds``. When the LISTEN connection comes back, every waiter retries once at once.
+
+While notifications arrive, what a claim found is trusted too (an idle fleet then costs PostgreSQL nothing):
+a long poll whose claim found nothing marks its scope **known empty** (``mark_empty``), and the next long
+polls of that scope wait without claiming until a notification for the scope arrives, the connection is
+lost, or ``EMPTY_TRUST_SECONDS`` have passed (a bound for what no trigger reports: a claim elsewhere that
+locked a task and rolled back). Token changes arrive on ``taskclaim_tokens`` and go to ``on_token_change``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 
 import psycopg
 
@@ -26,6 +32,9 @@ from taskclaim.queries import query
 
 log = logging.getLogger("taskclaim.notifier")
 _NOTIFIERS: weakref.WeakSet[ReadyNotifier] = weakref.WeakSet()
+EMPTY_TRUST_SECONDS = 300.0
+_MAX_EMPTY_SCOPES = 10_000
+EmptyKey = Hashable  # a scope and its filter: what one claim looked at
 
 
 def server_stopping() -> None:
@@ -58,6 +67,10 @@ class ReadyNotifier:
         self.waiting = 0  # long polls waiting for a wake-up now (a gauge on /metrics)
         self._probe_now = asyncio.Event()
         self.closing = False  # the server is shutting down: no more waiting
+        self.epoch = 0  # LISTEN connections made so far: what was trusted under an older one is not now
+        self._empty: dict[EmptyKey, tuple[asyncio.Event, float]] = {}
+        self.claims_skipped = 0  # claims not sent: their scope was known empty (a counter on /metrics)
+        self.on_token_change: Callable[[str], None] | None = None
         _NOTIFIERS.add(self)
 
     def close_waits(self) -> None:
@@ -98,6 +111,27 @@ class ReadyNotifier:
             event = self._events[scope] = asyncio.Event()
         return event
 
+    def mark_empty(self, key: EmptyKey, event: asyncio.Event) -> None:
+        """A claim of ``key`` found nothing, and ``event`` (of its scope, taken before the claim) was not set
+        when it answered: until the event is set, the scope is known to hold no ready task."""
+        if event.is_set() or not self.arriving:
+            return
+        if len(self._empty) >= _MAX_EMPTY_SCOPES:
+            self._empty.clear()
+        self._empty[key] = (event, time.monotonic())
+
+    def known_empty(self, key: EmptyKey) -> bool:
+        """True when a claim of ``key`` would find nothing: see ``mark_empty``. Only while notifications are
+        proven to arrive, and for at most ``EMPTY_TRUST_SECONDS``."""
+        entry = self._empty.get(key)
+        if entry is None:
+            return False
+        event, since = entry
+        if event.is_set() or not self.arriving or time.monotonic() - since > EMPTY_TRUST_SECONDS:
+            del self._empty[key]
+            return False
+        return True
+
     async def wait(self, event: asyncio.Event, at_most: float) -> None:
         """Until ``event`` is set or ``at_most`` seconds have passed; but every ``fallback_seconds``
         return early for a retry unless notifications are proven to arrive."""
@@ -133,13 +167,19 @@ class ReadyNotifier:
                 ) as conn:
                     await conn.execute(query("listen_ready"))
                     await conn.execute(query("listen_probe"))
+                    await conn.execute(query("listen_tokens"))
                     self.listening, delay, self._heard_at = True, 0.5, None
+                    self.epoch += 1  # token changes may have been missed while nobody listened
                     self._wake_all()  # anything may have become ready while nobody listened
                     self._probe_now.set()
                     async for notification in conn.notifies():
                         if notification.channel == "taskclaim_probe":
                             if notification.payload == self._probe_token:
                                 self._heard_at = time.monotonic()
+                            continue
+                        if notification.channel == "taskclaim_tokens":
+                            if self.on_token_change is not None:
+                                self.on_token_change(notification.payload)
                             continue
                         try:
                             self._wake(uuid.UUID(notification.payload))

@@ -19,7 +19,7 @@ class Service:
         self.queue = queue
         self.jwks = jwks
         self.notifier = notifier
-        self.auth = Authenticator(settings, queue, jwks)
+        self.auth = Authenticator(settings, queue, jwks, notifier)
         self.metrics = Metrics()
         self.shared_metrics: SharedMetrics | None = None  # the other processes' figures (serve --workers N)
         self.openapi = b""  # the OpenAPI document, rendered once at start

@@ -11,7 +11,17 @@ import pytest
 
 from taskclaim.tokens import new_token, token_hash
 from tests.acceptance.conftest import SECRET_KEY, SERVICE_KEY, Credentials, Server, bearer
-from tests.helpers import Conn, make_project, make_task, make_tasks, personal_token, status_counts, task
+from tests.helpers import (
+    Conn,
+    make_project,
+    make_task,
+    make_tasks,
+    metric,
+    personal_token,
+    status_counts,
+    task,
+    wait_until,
+)
 from tests.processes import ServiceProcess
 
 CLAIM = "/functions/v1/claim-next-task"
@@ -208,6 +218,29 @@ def test_unknown_revoked_and_expired_personal_tokens_give_403(db: Conn, http: ht
         assert response.status_code == 403, token
         assert response.json()["error"]
     assert status_counts(db) == {"Queued": 1}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "update public.user_api_token set revoked_at = now() where jti_hash = %s",
+        "update public.user_api_token set expires_at = now() - interval '1 second' where jti_hash = %s",
+        "delete from public.user_api_token where jti_hash = %s",
+    ],
+)
+@pytest.mark.python_only  # the Edge Functions keep TASKCLAIM_TOKEN_CACHE_SECONDS (10 s) for a token
+def test_a_token_revoked_after_use_is_refused_at_once(
+    db: Conn, http: httpx.Client, server: Server, change: str
+) -> None:
+    """The service caches a token's look-up (for minutes while its notifications arrive), but any change to
+    the token's row notifies it: the next request after a revocation is refused, not one 10 s later."""
+    wait_until(lambda: metric(server.url, "taskclaim_notifications_arriving") == 1, "a probe")
+    user = uuid.uuid4()
+    make_task(db, make_project(db, user))
+    token = personal_token(db, user)
+    assert http.post(CLAIM, json={}, headers=bearer(token)).status_code == 200  # looked up and cached
+    db.execute(change, (token_hash(token),))
+    wait_until(lambda: http.post(CLAIM, json={}, headers=bearer(token)).status_code == 403, "refused", 2.0)
 
 
 def test_forged_and_expired_jwts_give_403_and_claim_nothing(

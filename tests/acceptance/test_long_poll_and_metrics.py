@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.acceptance.conftest import SERVICE_KEY, Credentials, Server, bearer
+from tests.acceptance.test_lifecycle import claim, post
 from tests.helpers import Conn, long_polls_waiting, make_project, make_task, status_counts, task, wait_until
 
 CLAIM = "/functions/v1/claim-next-task"
@@ -165,13 +166,86 @@ def test_the_service_proves_its_notifications_arrive(http: httpx.Client) -> None
 
 @pytest.mark.python_only
 def test_a_long_poll_that_trusts_its_notifications_does_not_poll(db: Conn, http: httpx.Client) -> None:
-    """While the probe comes back, an idle long poll claims when it starts and when its wait ends, and only
-    waits in between: no claim every 5 s (which would make four for 11 s)."""
+    """While the probe comes back, an idle long poll claims when it starts and only waits after that: no
+    claim every 5 s (which would make three for 11 s), and none when its wait ends, since its scope is
+    known to be empty. A second long poll of that scope sends no claim at all."""
     wait_until(lambda: metric(http.get("/metrics").text, "taskclaim_notifications_arriving") == 1, "a probe")
-    before = metric(http.get("/metrics").text, "taskclaim_claim_statements_total")
+    make_task(db, make_project(db))  # its notification ends whatever an earlier test left known empty
+    claim(http, "w")
+    page = http.get("/metrics").text
+    before = metric(page, "taskclaim_claim_statements_total")
+    skipped = metric(page, "taskclaim_claims_skipped_total")
     started = time.monotonic()
     answer = http.post(
         "/functions/v1/claim-next-task", json={"wait_seconds": 11}, headers=bearer(SERVICE_KEY)
     )
     assert answer.status_code == 204 and time.monotonic() - started >= 10.5
-    assert metric(http.get("/metrics").text, "taskclaim_claim_statements_total") - before == 2
+    page = http.get("/metrics").text
+    assert metric(page, "taskclaim_claim_statements_total") - before == 1
+    assert metric(page, "taskclaim_claims_skipped_total") - skipped == 1
+    answer = http.post("/functions/v1/claim-tasks", json={"wait_seconds": 1}, headers=bearer(SERVICE_KEY))
+    assert answer.status_code == 204
+    page = http.get("/metrics").text
+    assert metric(page, "taskclaim_claim_statements_total") - before == 1
+    assert metric(page, "taskclaim_claims_skipped_total") - skipped == 3
+
+
+@pytest.mark.python_only
+def test_a_known_empty_scope_still_wakes_at_once_and_forgets_when_listen_is_lost(
+    db: Conn, http: httpx.Client, server: Server
+) -> None:
+    """Known empty lasts until the scope's next notification: a task created while a skipping long poll
+    waits is claimed at once. When the LISTEN connection is lost (notifications in between would be
+    missed), nothing is trusted: the next long poll claims again."""
+    wait_until(lambda: metric(http.get("/metrics").text, "taskclaim_notifications_arriving") == 1, "a probe")
+    user = uuid.uuid4()
+    token = Credentials.user_jwt(user)
+    project = make_project(db, user)
+    assert post(http, "claim-next-task", {"wait_seconds": 0.5}, token).status_code == 204  # marks it
+    answers: list[httpx.Response] = []
+    poll = threading.Thread(
+        target=lambda: answers.append(post(http, "claim-next-task", {"wait_seconds": 10}, token))
+    )
+    poll.start()
+    long_polls_waiting(server.url)
+    created = time.monotonic()
+    task_id = make_task(db, project)
+    poll.join(10)
+    assert answers[0].status_code == 200 and answers[0].json()["task_id"] == str(task_id)
+    assert time.monotonic() - created < 2
+    assert post(http, "claim-next-task", {"wait_seconds": 0.5}, token).status_code == 204  # marks it again
+    before = metric(http.get("/metrics").text, "taskclaim_claim_statements_total")
+    assert post(http, "claim-next-task", {"wait_seconds": 0.5}, token).status_code == 204
+    assert metric(http.get("/metrics").text, "taskclaim_claim_statements_total") == before  # skipped
+    listeners = "select pid from pg_stat_activity where application_name = 'taskclaim-listen'"
+
+    def pids() -> set[int]:
+        return {row["pid"] for row in db.execute(listeners).fetchall()}
+
+    old = pids()
+    db.execute("select pg_terminate_backend(pid) from pg_stat_activity where pid = any(%s)", (list(old),))
+    wait_until(lambda: bool(pids() - old), "a new LISTEN connection")
+    assert post(http, "claim-next-task", {"wait_seconds": 0.5}, token).status_code == 204
+    assert metric(http.get("/metrics").text, "taskclaim_claim_statements_total") == before + 1
+
+
+def test_a_queued_task_that_changes_owner_wakes_the_new_owners_long_poll(db: Conn, server: Server) -> None:
+    """A project moved to another user takes its queued tasks along (a trigger), and that notifies the new
+    owner: a long poll of theirs, even one whose scope was known empty, claims the task at once."""
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    project = make_project(db, alice)
+    task_id = make_task(db, project)
+    token = Credentials.user_jwt(bob)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert post(http, "claim-next-task", {"wait_seconds": 0.5}, token).status_code == 204
+        answers: list[httpx.Response] = []
+        poll = threading.Thread(
+            target=lambda: answers.append(post(http, "claim-next-task", {"wait_seconds": 20}, token))
+        )
+        poll.start()
+        long_polls_waiting(server.url)
+        moved = time.monotonic()
+        db.execute("update public.projects set user_id = %s where id = %s", (bob, project))
+        poll.join(25)
+    assert answers[0].status_code == 200 and answers[0].json()["task_id"] == str(task_id)
+    assert time.monotonic() - moved < 3  # woken, not the 5 s retry

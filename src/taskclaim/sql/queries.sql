@@ -102,6 +102,9 @@ listen taskclaim_ready
 -- listen_probe --
 listen taskclaim_probe
 
+-- listen_tokens --
+listen taskclaim_tokens
+
 -- notify_probe --
 -- Sent through the pool, the way the triggers' notifications travel: heard back, it proves they arrive.
 select pg_notify('taskclaim_probe', %(token)s)
