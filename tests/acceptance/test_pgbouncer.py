@@ -16,6 +16,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from taskclaim.client import TaskClient
 from tests.acceptance.conftest import SERVICE_KEY, bearer, service_env
+from tests.acceptance.test_chaos import claims_survive_killed_backends
 from tests.helpers import (
     Conn,
     long_polls_waiting,
@@ -154,3 +155,12 @@ def test_without_a_direct_url_there_is_no_listen_and_health_says_so(
         assert answer.status_code == 200  # claims work; only the wake-up is left to the retry
     finally:
         process.stop()
+
+
+@pytest.mark.slow
+def test_killed_server_connections_behind_pgbouncer_lose_no_task_and_give_none_twice(
+    db: Conn, db_url: str, pooled: ServiceProcess
+) -> None:
+    """The chaos case of test_chaos through the pooler: PgBouncer's connections to PostgreSQL are killed
+    under the service's claims (the LISTEN connection, direct and named taskclaim-listen, is spared)."""
+    claims_survive_killed_backends(db, db_url, pooled.url)
