@@ -189,13 +189,15 @@ class Bench:
     # -- step 3: HTTP ------------------------------------------------------------------------------------
 
     @contextmanager
-    def service(self, workers: int = 1) -> Iterator[str]:
+    def service(self, workers: int = 1, env: dict[str, str] | None = None) -> Iterator[str]:
+        """``taskclaim serve`` on this database; ``env`` adds to (or overrides) its environment."""
         port = free_port()
         env = {
             **os.environ,
             "DATABASE_URL": self.url,
             "SUPABASE_SERVICE_ROLE_KEY": KEY,
-            "TASKCLAIM_DATA_DIR": str(self.workdir / "service"),
+            "TASKCLAIM_DATA_DIR": str(self.workdir / f"service-{port}"),
+            **(env or {}),
         }
         log = open(self.workdir / "serve.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(

@@ -102,3 +102,21 @@ def test_the_idle_benchmark_counts_transactions_of_idle_long_polls(repo_root: Pa
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["errors"] == {} and figures["transactions_per_s"] > 0, figures
+
+
+@pytest.mark.slow
+@pytest.mark.pgbouncer
+def test_the_pooler_benchmark_claims_and_wakes_up_direct_and_through_pgbouncer(repo_root: Path) -> None:
+    command = ["--seconds", "1", "--runs", "1", "--tasks", "20", "--waiters", "2"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.pooler", *command],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()[2:]]
+    assert [cells[0].strip() for cells in rows] == ["direct", "PgBouncer"]
+    for cells in rows:
+        assert float(cells[1].replace(",", "")) > 0 and float(cells[4]) < 1000, cells
