@@ -659,6 +659,61 @@ $$;
 
 
 --
+-- Name: taskclaim_heartbeat_batch(uuid[], text[], integer[], integer[], uuid); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.taskclaim_heartbeat_batch(p_task_ids uuid[], p_worker_ids text[], p_attempts integer[], p_lease_seconds integer[], p_user_id uuid DEFAULT NULL::uuid) RETURNS TABLE(ordinal integer, task_id uuid, lease_expires_at timestamp with time zone, error_code text, error text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_count integer := cardinality(p_task_ids);
+begin
+  if v_count is null or v_count = 0 or v_count > 100
+     or cardinality(p_worker_ids) is distinct from v_count or cardinality(p_attempts) is distinct from v_count
+     or cardinality(p_lease_seconds) is distinct from v_count then
+    raise exception 'the item arrays must be of one length, 1 to 100' using errcode = 'TC400';
+  end if;
+  if exists (select 1 from unnest(p_lease_seconds) s where s not between 1 and 86400) then
+    raise exception 'lease_seconds must be from 1 to 86400' using errcode = 'TC400';
+  end if;
+  if (select count(distinct x) from unnest(p_task_ids) x) <> v_count then
+    raise exception 'a task may appear once per batch' using errcode = 'TC400';
+  end if;
+  return query
+    with items as (
+      select i.n::integer as n, i.task_id, i.worker_id, i.attempt, i.lease_seconds
+        from unnest(p_task_ids, p_worker_ids, p_attempts, p_lease_seconds)
+             with ordinality as i(task_id, worker_id, attempt, lease_seconds, n)
+    ), beaten as (
+      update public.tasks t
+         set lease_expires_at = now() + make_interval(secs => coalesce(
+               i.lease_seconds,
+               greatest(1, ceil(extract(epoch from t.lease_expires_at - t.updated_at)))::integer
+             )),
+             updated_at = now()
+        from items i
+       where t.id = i.task_id and t.status = 'In Progress' and t.worker_id = i.worker_id
+         and (i.attempt is null or t.attempts = i.attempt)
+         and (p_user_id is null or t.user_id = p_user_id)
+      returning i.n, t.id, t.lease_expires_at
+    )
+    select b.n, b.id, b.lease_expires_at, null::text, null::text from beaten b
+    union all
+    -- The rest, read as they were before this statement (which did not touch them).
+    select i.n, i.task_id, null::timestamptz,
+           case when t.id is null then 'TC404' else 'TC409' end,
+           case when t.id is null then format('task %s not found', i.task_id)
+                else format('task %s is not held by this worker (status %s, worker %s, attempt %s)',
+                            i.task_id, t.status, coalesce(t.worker_id, '-'), t.attempts) end
+      from items i
+      left join public.tasks t on t.id = i.task_id and (p_user_id is null or t.user_id = p_user_id)
+     where not exists (select 1 from beaten b where b.n = i.n);
+end
+$$;
+
+
+--
 -- Name: taskclaim_json_problem(jsonb); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1500,6 +1555,14 @@ GRANT ALL ON FUNCTION public.taskclaim_get_task(p_task_id uuid, p_user_id uuid) 
 
 REVOKE ALL ON FUNCTION public.taskclaim_heartbeat(p_task_id uuid, p_worker_id text, p_attempt integer, p_lease_seconds integer, p_user_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.taskclaim_heartbeat(p_task_id uuid, p_worker_id text, p_attempt integer, p_lease_seconds integer, p_user_id uuid) TO service_role;
+
+
+--
+-- Name: FUNCTION taskclaim_heartbeat_batch(p_task_ids uuid[], p_worker_ids text[], p_attempts integer[], p_lease_seconds integer[], p_user_id uuid); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.taskclaim_heartbeat_batch(p_task_ids uuid[], p_worker_ids text[], p_attempts integer[], p_lease_seconds integer[], p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.taskclaim_heartbeat_batch(p_task_ids uuid[], p_worker_ids text[], p_attempts integer[], p_lease_seconds integer[], p_user_id uuid) TO service_role;
 
 
 --

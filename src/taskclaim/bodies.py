@@ -106,6 +106,17 @@ class Heartbeat(Holder):
     lease_seconds: LeaseSeconds | None = None
 
 
+class HeartbeatTasks(Body):
+    tasks: Annotated[
+        list[Heartbeat],
+        msgspec.Meta(
+            min_length=1,
+            max_length=limits.MAX_HEARTBEAT_TASKS,
+            description="each a heartbeat body; each is answered on its own",
+        ),
+    ]
+
+
 class CompleteTask(Holder):
     result: Result = None
     output_location: OutputLocation | None = None

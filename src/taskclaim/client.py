@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -269,32 +269,78 @@ class TaskClient:
     def _rpc_complete_many(
         self, items: Sequence[tuple[Task, Any]], reason: str
     ) -> list[dict[str, Any] | ClientError]:
-        """The fallback's batch: one statement per round; a task given twice goes in the next round."""
+        def params(indexes: list[int]) -> dict[str, Any]:
+            return {
+                **self._holders([items[i][0] for i in indexes]),
+                "results": [_jsonb(items[i][1]) for i in indexes],
+                "output_locations": [None] * len(indexes),
+            }
+
+        return self._rpc_batch([task for task, _ in items], "complete_batch", params, reason)
+
+    def heartbeat_many(
+        self, tasks: Sequence[Task], lease_seconds: int | None = None
+    ) -> list[dict[str, Any] | ClientError]:
+        """Extend the leases of several held tasks in one call per 100 (``heartbeat-tasks``, or
+        ``taskclaim_heartbeat_batch`` on the fallback). Each item's outcome comes back in order:
+        ``{"task_id", "lease_expires_at"}``, or the ``ClientError`` (``NotHeld`` for 409) that ``heartbeat``
+        would have raised for it. Only a failure of the whole call raises."""
+        outcomes: list[dict[str, Any] | ClientError] = []
+        extra = {} if lease_seconds is None else {"lease_seconds": lease_seconds}
+        for start in range(0, len(tasks), limits.MAX_HEARTBEAT_TASKS):
+            chunk = tasks[start : start + limits.MAX_HEARTBEAT_TASKS]
+            try:
+                answer = self._post("heartbeat-tasks", {"tasks": [self._holder(t) | extra for t in chunk]})
+            except _Fallback as reason:
+                self._note_fallback(reason)
+
+                def params(indexes: list[int], chunk: Sequence[Task] = chunk) -> dict[str, Any]:
+                    return {
+                        **self._holders([chunk[i] for i in indexes]),
+                        "lease_seconds": [lease_seconds] * len(indexes),
+                    }
+
+                outcomes += self._rpc_batch(chunk, "heartbeat_batch", params, str(reason))
+                continue
+            assert answer is not None
+            outcomes += [_outcome(a, a["status_code"], a.get("error")) for a in answer["results"]]
+        return outcomes
+
+    def _rpc_batch(
+        self,
+        tasks: Sequence[Task],
+        query_name: str,
+        params: Callable[[list[int]], dict[str, Any]],
+        reason: str,
+    ) -> list[dict[str, Any] | ClientError]:
+        """The fallback's batch statements: one per round (a task given twice goes in the next round), with
+        ``params(indexes)`` for the items of the round; each item's outcome, in order."""
         outcomes: dict[int, dict[str, Any] | ClientError] = {}
-        pending = list(enumerate(items))
+        pending = list(range(len(tasks)))
         while pending:
             seen: set[str] = set()
-            this_round: list[tuple[int, tuple[Task, Any]]] = []
-            later: list[tuple[int, tuple[Task, Any]]] = []
-            for index, (task, result) in pending:
-                (later if task.task_id in seen else this_round).append((index, (task, result)))
-                seen.add(task.task_id)
-            params = {
-                "task_ids": [task.task_id for _, (task, _) in this_round],
-                "worker_ids": [task.worker_id for _, (task, _) in this_round],
-                "attempts": [task.attempt for _, (task, _) in this_round],
-                "results": [_jsonb(result) for _, (_, result) in this_round],
-                "output_locations": [None] * len(this_round),
-            }
-            rows = {row["ordinal"]: row for row in self._rpc.call("complete_batch", params, reason)}
-            for n, (index, _) in enumerate(this_round, start=1):
+            this_round: list[int] = []
+            later: list[int] = []
+            for index in pending:
+                (later if tasks[index].task_id in seen else this_round).append(index)
+                seen.add(tasks[index].task_id)
+            rows = {row["ordinal"]: row for row in self._rpc.call(query_name, params(this_round), reason)}
+            for n, index in enumerate(this_round, start=1):
                 row = rows[n]
                 code, message = row.pop("error_code"), row.pop("error")
                 row.pop("ordinal")
                 status = 200 if code is None else (queue_error(code) or QueueError).status
                 outcomes[index] = _outcome(_as_json(row), status, message)
             pending = later
-        return [outcomes[i] for i in range(len(items))]
+        return [outcomes[i] for i in range(len(tasks))]
+
+    @staticmethod
+    def _holders(tasks: Sequence[Task]) -> dict[str, list[Any]]:
+        return {
+            "task_ids": [task.task_id for task in tasks],
+            "worker_ids": [task.worker_id for task in tasks],
+            "attempts": [task.attempt for task in tasks],
+        }
 
     def fail(self, task: Task, error: str, *, retry: bool = False) -> dict[str, Any]:
         body = self._holder(task) | {"error": error, "retry": retry}

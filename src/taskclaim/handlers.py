@@ -22,7 +22,7 @@ from starlette.responses import Response
 from taskclaim import bodies, limits
 from taskclaim.auth import Caller
 from taskclaim.bodies import Body
-from taskclaim.exceptions import AuthError, BodyError, DatabaseUnavailable, QueueError
+from taskclaim.exceptions import AuthError, BodyError, DatabaseUnavailable, QueueError, queue_error
 from taskclaim.longpoll import long_poll
 from taskclaim.service import Service
 
@@ -215,6 +215,53 @@ async def heartbeat(service: Service, caller: Caller, body: bodies.Heartbeat, re
     return json_response({"task_id": body.task_id, "lease_expires_at": expires})
 
 
+async def heartbeat_tasks(
+    service: Service, caller: Caller, body: bodies.HeartbeatTasks, request: Request
+) -> Response:
+    """Many heartbeats in one request, each answered on its own (``status_code`` 200, 404 or 409), in the
+    order given. One statement per round: a task id given twice goes in the next round."""
+    for item in body.tasks:
+        service.check_lease(item.lease_seconds)
+    answers: list[dict[str, Any] | None] = [None] * len(body.tasks)
+    pending = list(enumerate(body.tasks))
+    while pending:
+        this_round, pending = _distinct_round(pending)
+        items = [
+            {
+                "task_id": item.task_id,
+                "worker_id": item.worker_id,
+                "attempt": item.attempt,
+                "lease_seconds": item.lease_seconds,
+            }
+            for _, item in this_round
+        ]
+        rows = await service.queue.heartbeat_many(items, caller.user_id)
+        for (index, item), row in zip(this_round, rows, strict=True):
+            if row["error_code"] is None:
+                answers[index] = {
+                    "task_id": item.task_id,
+                    "status_code": 200,
+                    "lease_expires_at": row["lease_expires_at"],
+                }
+            else:
+                error = queue_error(row["error_code"]) or QueueError
+                answers[index] = {"task_id": item.task_id, "status_code": error.status, "error": row["error"]}
+    return json_response({"results": answers})
+
+
+def _distinct_round(
+    pending: list[tuple[int, bodies.Heartbeat]],
+) -> tuple[list[tuple[int, bodies.Heartbeat]], list[tuple[int, bodies.Heartbeat]]]:
+    """The first item of each task id, and the rest for a later round."""
+    seen: set[uuid.UUID] = set()
+    now: list[tuple[int, bodies.Heartbeat]] = []
+    later: list[tuple[int, bodies.Heartbeat]] = []
+    for index, item in pending:
+        (later if item.task_id in seen else now).append((index, item))
+        seen.add(item.task_id)
+    return now, later
+
+
 async def complete_task(
     service: Service, caller: Caller, body: bodies.CompleteTask, request: Request
 ) -> Response:
@@ -359,6 +406,7 @@ FUNCTIONS: dict[str, Function] = {
     "claim-next-task": Function(claim_next_task, bodies.ClaimNextTask, limits.CLAIM_BODY_LIMIT),
     "claim-tasks": Function(claim_tasks, bodies.ClaimTasks, limits.BATCH_BODY_LIMIT),
     "heartbeat": Function(heartbeat, bodies.Heartbeat, limits.CLAIM_BODY_LIMIT),
+    "heartbeat-tasks": Function(heartbeat_tasks, bodies.HeartbeatTasks, limits.BATCH_BODY_LIMIT),
     "complete-task": Function(complete_task, bodies.CompleteTask, limits.TASK_BODY_LIMIT),
     "complete-tasks": Function(complete_tasks, bodies.CompleteTasks, limits.BATCH_BODY_LIMIT),
     "fail-task": Function(fail_task, bodies.FailTask, limits.TASK_BODY_LIMIT),

@@ -32,6 +32,7 @@ MAX_TASK_TYPES = 20  # task_types filters
 MAX_ERROR_LENGTH = 8192
 MAX_OUTPUT_LOCATION_LENGTH = 2048
 MAX_COMPLETE_TASKS = 100  # items of one complete-tasks request
+MAX_HEARTBEAT_TASKS = 100  # items of one heartbeat-tasks request
 
 # JSON values (params, result): what PostgreSQL stores and every client reads back unchanged. Integral
 # numbers must lie within ±(2**53 - 1), the range that I-JSON (RFC 7493) says every JSON reader holds

@@ -103,6 +103,16 @@ _CREATED = {
     "created": {"type": "boolean"},
 }
 
+# An item of a batch that was not done, and why.
+_REFUSED_ITEM: dict[str, Any] = {
+    "type": "object",
+    "required": ["task_id", "status_code", "error"],
+    "properties": {
+        "task_id": _UUID,
+        "status_code": {"type": "integer", "enum": [400, 404, 409]},
+        "error": {"type": "string"},
+    },
+}
 # complete-tasks' results, and claim-tasks' `completed`: one answer per item, in order.
 _COMPLETED: dict[str, Any] = {
     "type": "array",
@@ -123,15 +133,7 @@ _COMPLETED: dict[str, Any] = {
                     "generation_processed_at": _NULLABLE_TIME,
                 },
             },
-            {
-                "type": "object",
-                "required": ["task_id", "status_code", "error"],
-                "properties": {
-                    "task_id": _UUID,
-                    "status_code": {"type": "integer", "enum": [400, 404, 409]},
-                    "error": {"type": "string"},
-                },
-            },
+            _REFUSED_ITEM,
         ]
     },
 }
@@ -162,6 +164,33 @@ ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
     "heartbeat": (
         "Extend the lease of a held task",
         {"200": _object({"task_id": _UUID, "lease_expires_at": _TIME}, "the new lease"), **_HELD},
+    ),
+    "heartbeat-tasks": (
+        "Extend the leases of many held tasks in one request; each item is answered on its own, in order",
+        {
+            "200": _object(
+                {
+                    "results": {
+                        "type": "array",
+                        "items": {
+                            "anyOf": [
+                                {
+                                    "type": "object",
+                                    "required": ["task_id", "status_code", "lease_expires_at"],
+                                    "properties": {
+                                        "task_id": _UUID,
+                                        "status_code": {"type": "integer", "enum": [200]},
+                                        "lease_expires_at": _TIME,
+                                    },
+                                },
+                                _REFUSED_ITEM,
+                            ]
+                        },
+                    }
+                },
+                "one answer per item, in the order given: the new lease (200), or why not (404, 409)",
+            ),
+        },
     ),
     "complete-task": (
         "Complete a held task",

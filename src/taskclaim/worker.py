@@ -105,7 +105,7 @@ class Worker:
     # worker makes one request per round instead of two. Everything else (failures, releases, and
     # completions while a claim is in flight or the claimer sleeps) goes to one reporter thread, which
     # sends every completion waiting at that moment in one complete-tasks call: none waits for a timer.
-    # One heartbeat thread extends the leases of every running task that is due.
+    # One heartbeat thread extends the leases of every running task that is due, in one call.
 
     def run(self) -> None:
         self._free = self.config.concurrency
@@ -376,23 +376,31 @@ class Worker:
         return self.config.heartbeat_interval or self.config.lease_seconds / 3
 
     def _heartbeats(self) -> None:
-        """One thread for every running task's lease: each is extended when its interval has passed."""
+        """One thread for every running task's lease: those whose interval has passed are extended together,
+        in one heartbeat-tasks call."""
         tick = min(1.0, self._beat_every())
         while not self._finished.wait(tick):
             now = time.monotonic()
             with self._lock:
                 due = [r for r in self._running.values() if r.next_beat <= now and not r.lost.is_set()]
+            if not due:
+                continue
             for running in due:
                 running.next_beat = now + self._beat_every()
-                try:
-                    self.client.heartbeat(running.task, self.config.lease_seconds)
-                except NotHeld:
+            try:
+                answers = self.client.heartbeat_many([r.task for r in due], self.config.lease_seconds)
+            except ClientError as exc:
+                log.warning("heartbeat for %d task(s) failed: %s", len(due), exc)
+                continue
+            except Exception:  # keep beating: a dead heartbeat thread would lose every task at lease end
+                log.exception("heartbeat for %d task(s) failed unexpectedly", len(due))
+                continue
+            for running, answer in zip(due, answers, strict=True):
+                if isinstance(answer, NotHeld):
                     running.lost.set()
                     self._kill(running)
-                except ClientError as exc:
-                    log.warning("heartbeat for %s failed: %s", running.task.task_id, exc)
-                except Exception:  # keep beating: a dead heartbeat thread would lose every task at lease end
-                    log.exception("heartbeat for %s failed unexpectedly", running.task.task_id)
+                elif isinstance(answer, ClientError):
+                    log.warning("heartbeat for %s failed: %s", running.task.task_id, answer)
 
     def _kill(self, running: _Running) -> None:
         process = running.process

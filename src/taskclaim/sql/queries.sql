@@ -96,6 +96,11 @@ select ordinal, task_id, status, generation_processed_at, error_code, error
   from public.taskclaim_complete_batch(%(task_ids)s::uuid[], %(worker_ids)s::text[], %(attempts)s::integer[],
                                        %(results)s::jsonb[], %(output_locations)s::text[], %(user_id)s)
 
+-- heartbeat_batch --
+select ordinal, task_id, lease_expires_at, error_code, error
+  from public.taskclaim_heartbeat_batch(%(task_ids)s::uuid[], %(worker_ids)s::text[], %(attempts)s::integer[],
+                                        %(lease_seconds)s::integer[], %(user_id)s)
+
 -- listen_ready --
 listen taskclaim_ready
 

@@ -149,8 +149,9 @@ const completeTasks: Route = async (caller, body) => {
   return json({ results: await completeItems(caller, body.tasks as Body[]) });
 };
 
-async function completeItems(caller: Caller, items: Body[]): Promise<Record<string, unknown>[]> {
-  const answers: Record<string, unknown>[] = new Array(items.length);
+/** The items in rounds of distinct task ids (a repeated id goes in the next round), with their places. */
+function distinctRounds(items: Body[]): { item: Body; index: number }[][] {
+  const rounds = [];
   let pending = items.map((item, index) => ({ item, index }));
   while (pending.length) {
     const seen = new Set<string>();
@@ -158,6 +159,14 @@ async function completeItems(caller: Caller, items: Body[]): Promise<Record<stri
       !seen.has(item.task_id as string) && !!seen.add(item.task_id as string)
     );
     pending = pending.filter((entry) => !round.includes(entry));
+    rounds.push(round);
+  }
+  return rounds;
+}
+
+async function completeItems(caller: Caller, items: Body[]): Promise<Record<string, unknown>[]> {
+  const answers: Record<string, unknown>[] = new Array(items.length);
+  for (const round of distinctRounds(items)) {
     const payload = JSON.stringify(round.map(({ item }) => item));
     const [row] = await query(() =>
       sql()`
@@ -189,6 +198,41 @@ async function completeItems(caller: Caller, items: Body[]): Promise<Record<stri
   }
   return answers;
 }
+
+type Beaten = {
+  ordinal: number;
+  task_id: string;
+  lease_expires_at: string | null;
+  error_code: string | null;
+  error: string | null;
+};
+
+/** Many heartbeats, each answered on its own, in order; one statement per round, as completeTasks. */
+const heartbeatTasks: Route = async (caller, body) => {
+  const items = body.tasks as Body[];
+  items.forEach((item) => checkLease(item.lease_seconds));
+  const answers: Record<string, unknown>[] = new Array(items.length);
+  for (const round of distinctRounds(items)) {
+    const payload = JSON.stringify(round.map(({ item }) => item));
+    const [row] = await query(() =>
+      sql()`
+        select coalesce(json_agg(b order by b.ordinal), '[]')::text as json
+          from (select array_agg((e->>'task_id')::uuid order by n) as ids,
+                       array_agg(e->>'worker_id' order by n) as workers,
+                       array_agg((e->>'attempt')::integer order by n) as attempts,
+                       array_agg((e->>'lease_seconds')::integer order by n) as leases
+                  from jsonb_array_elements(${payload}::text::jsonb) with ordinality as x(e, n)) a,
+               public.taskclaim_heartbeat_batch(a.ids, a.workers, a.attempts, a.leases, ${caller.userId}::uuid) b`
+    );
+    for (const beaten of JSON.parse(row.json) as Beaten[]) {
+      const { index, item } = round[beaten.ordinal - 1];
+      answers[index] = beaten.error_code === null
+        ? { task_id: beaten.task_id, status_code: 200, lease_expires_at: beaten.lease_expires_at }
+        : { task_id: item.task_id, status_code: errorStatus(beaten.error_code), error: beaten.error };
+    }
+  }
+  return json({ results: answers });
+};
 
 const failTask: Route = async (caller, body) => {
   const [row] = await query(() =>
@@ -288,6 +332,7 @@ export const ROUTES: Record<FunctionName, Route> = {
   "claim-next-task": claimNextTask,
   "claim-tasks": claimTasks,
   "heartbeat": heartbeat,
+  "heartbeat-tasks": heartbeatTasks,
   "complete-task": completeTask,
   "complete-tasks": completeTasks,
   "fail-task": failTask,
