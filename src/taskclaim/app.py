@@ -225,7 +225,6 @@ def create_app(settings: Settings, database_url: str, shared_metrics: Path | Non
         )
         await pool.open(wait=False)
         queue = Queue(pool, max_inflight_batches=settings.claim_batches_inflight)
-        jwks = JwksCache(static_jwks=settings.jwks_json, url=settings.jwks_url)
         # LISTEN on the direct URL when there is one. Behind a transaction pooler without one, LISTEN
         # would hear nothing while reporting itself up: there is none, and long polls retry every 5 s.
         notifier = ReadyNotifier(
@@ -234,24 +233,30 @@ def create_app(settings: Settings, database_url: str, shared_metrics: Path | Non
             send_probe=queue.notify_probe,
             probe_seconds=settings.probe_seconds,
         )
-        notifier.start()
-        service = app.state.service = Service(settings, queue, jwks, notifier)
-        service.openapi = orjson.dumps(
-            openapi_document(settings.max_lease_seconds, settings.max_wait_seconds)
-        )
+        jwks: JwksCache | None = None
         tasks = []
-        if shared_metrics is not None:
-            service.shared_metrics = SharedMetrics(shared_metrics)
-            tasks.append(asyncio.create_task(publish_figures(service, service.shared_metrics)))
-        if settings.reap_interval_seconds > 0:
-            tasks.append(asyncio.create_task(reaper(queue, settings.reap_interval_seconds, service.metrics)))
+        # Whatever fails from here on closes what was opened: a pool left open kept the process alive
+        # after a failed startup (uvicorn exits with 3 once the lifespan has unwound).
         try:
+            jwks = JwksCache(static_jwks=settings.jwks_json, url=settings.jwks_url)
+            notifier.start()
+            service = app.state.service = Service(settings, queue, jwks, notifier)
+            service.openapi = orjson.dumps(
+                openapi_document(settings.max_lease_seconds, settings.max_wait_seconds)
+            )
+            if shared_metrics is not None:
+                service.shared_metrics = SharedMetrics(shared_metrics)
+                tasks.append(asyncio.create_task(publish_figures(service, service.shared_metrics)))
+            if settings.reap_interval_seconds > 0:
+                reaping = reaper(queue, settings.reap_interval_seconds, service.metrics)
+                tasks.append(asyncio.create_task(reaping))
             yield
         finally:
             for task in tasks:
                 task.cancel()
             await notifier.stop()
-            await jwks.aclose()
+            if jwks is not None:
+                await jwks.aclose()
             await pool.close()
 
     routes = [

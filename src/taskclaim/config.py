@@ -125,7 +125,7 @@ class Settings:
             service_role_key=env.get("SUPABASE_SERVICE_ROLE_KEY") or None,
             secret_keys=_secret_keys(env.get("SUPABASE_SECRET_KEYS")),
             jwt_secret=env.get("SUPABASE_JWT_SECRET") or None,
-            jwks_json=env.get("SUPABASE_JWKS") or None,
+            jwks_json=_jwks_document(env.get("SUPABASE_JWKS") or None),
             jwks_url=jwks_url,
             token_cache_seconds=_number(env, "TASKCLAIM_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
             default_lease_seconds=default_lease,
@@ -162,3 +162,16 @@ def ensure_service_key(settings: Settings) -> tuple[Settings, Path | None]:
             handle.write(key + "\n")
     key = path.read_text().strip()
     return dataclasses.replace(settings, secret_keys=(key,)), path
+
+
+def _jwks_document(text: str | None) -> str | None:
+    """SUPABASE_JWKS as given, once it is known to be a JWKS document (a JSON object with a "keys" list)."""
+    if text is None:
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ConfigError('SUPABASE_JWKS is not a JWKS document (a JSON object with a "keys" list)')
+    return text

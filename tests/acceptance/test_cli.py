@@ -18,7 +18,7 @@ from taskclaim.cli import build_parser
 from taskclaim.tokens import token_hash
 from tests.acceptance.conftest import bearer
 from tests.helpers import Conn
-from tests.processes import ServiceProcess
+from tests.processes import ServiceProcess, free_port
 
 CLAIM = "/functions/v1/claim-next-task"
 
@@ -76,6 +76,23 @@ def test_serve_on_a_port_in_use_fails_with_one_line_and_no_banner(db_url: str) -
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "serving on" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("jwks", ["not json", '{"no": "keys"}', "[1, 2]"])
+def test_serve_with_a_jwks_that_is_no_jwks_fails_with_one_line(db_url: str, jwks: str) -> None:
+    """It used to hang: the JWKS was parsed after the pool had opened, and the open pool kept the process
+    alive after the failed startup."""
+    result = subprocess.run(
+        [sys.executable, "-m", "taskclaim", "serve", "--port", str(free_port())],
+        env={**os.environ, "DATABASE_URL": db_url, "SUPABASE_JWKS": jwks},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        'taskclaim: error: SUPABASE_JWKS is not a JWKS document (a JSON object with a "keys" list)'
+    )
 
 
 def test_admin_commands_refuse_a_database_with_migrations_pending(empty_db_url: str) -> None:
