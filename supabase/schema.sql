@@ -411,6 +411,69 @@ $$;
 
 
 --
+-- Name: taskclaim_claim_round_robin(text[], uuid, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.taskclaim_claim_round_robin(p_worker_ids text[], p_after_user uuid, p_lease_seconds integer) RETURNS TABLE(ordinal integer, task_id uuid, params jsonb, task_type text, project_id uuid, worker_id text, attempt integer, lease_expires_at timestamp with time zone, user_id uuid)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_wanted integer := cardinality(p_worker_ids);
+  v_user   uuid := p_after_user;
+  v_next   uuid;
+  v_n      integer := 0;
+  v_wraps  integer := 0;
+  v_claimed_this_pass boolean := false;
+begin
+  perform public.taskclaim_check_claim(p_worker_ids, p_lease_seconds, null);
+  if v_wanted > 100 then
+    raise exception 'a claim takes at most 100 tasks' using errcode = 'TC400';
+  end if;
+  while v_n < v_wanted loop
+    if v_user is null then
+      select t.user_id into v_next from public.tasks t
+       where t.status = 'Queued' and not t.blocked
+       order by t.user_id limit 1;
+    else
+      select t.user_id into v_next from public.tasks t
+       where t.status = 'Queued' and not t.blocked and t.user_id > v_user
+       order by t.user_id limit 1;
+    end if;
+    if v_next is null then  -- past the last user: around again, unless a whole pass claimed nothing
+      exit when v_user is null or (v_wraps > 0 and not v_claimed_this_pass);
+      v_wraps := v_wraps + 1;
+      v_claimed_this_pass := false;
+      v_user := null;
+      continue;
+    end if;
+    v_user := v_next;
+    return query
+      with picked as (
+        select t.id from public.tasks t
+         where t.status = 'Queued' and not t.blocked and t.user_id >= v_next and t.user_id <= v_next
+         order by t.user_id, t.created_at, t.id
+         limit 1
+         for update skip locked
+      )
+      update public.tasks t
+         set status = 'In Progress', worker_id = p_worker_ids[v_n + 1], attempts = t.attempts + 1,
+             updated_at = now(), generation_started_at = now(), claim_id = null,
+             lease_expires_at = now() + make_interval(secs => p_lease_seconds)
+        from picked
+       where t.id = picked.id
+      returning v_n + 1, t.id, t.params, t.task_type, t.project_id, t.worker_id, t.attempts,
+                t.lease_expires_at, t.user_id;
+    if found then
+      v_n := v_n + 1;
+      v_claimed_this_pass := true;
+    end if;
+  end loop;
+end
+$$;
+
+
+--
 -- Name: taskclaim_complete(uuid, text, integer, jsonb, text, uuid); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1499,6 +1562,14 @@ GRANT ALL ON FUNCTION public.taskclaim_claim_core(p_worker_ids text[], p_user_id
 
 REVOKE ALL ON FUNCTION public.taskclaim_claim_next(p_worker_id text, p_user_id uuid, p_lease_seconds integer, p_claim_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.taskclaim_claim_next(p_worker_id text, p_user_id uuid, p_lease_seconds integer, p_claim_id uuid) TO service_role;
+
+
+--
+-- Name: FUNCTION taskclaim_claim_round_robin(p_worker_ids text[], p_after_user uuid, p_lease_seconds integer); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.taskclaim_claim_round_robin(p_worker_ids text[], p_after_user uuid, p_lease_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.taskclaim_claim_round_robin(p_worker_ids text[], p_after_user uuid, p_lease_seconds integer) TO service_role;
 
 
 --

@@ -224,7 +224,9 @@ def create_app(settings: Settings, database_url: str, shared_metrics: Path | Non
             pooler=settings.pooler,
         )
         await pool.open(wait=False)
-        queue = Queue(pool, max_inflight_batches=settings.claim_batches_inflight)
+        queue = Queue(
+            pool, max_inflight_batches=settings.claim_batches_inflight, claim_order=settings.claim_order
+        )
         # LISTEN on the direct URL when there is one. Behind a transaction pooler without one, LISTEN
         # would hear nothing while reporting itself up: there is none, and long polls retry every 5 s.
         notifier = ReadyNotifier(

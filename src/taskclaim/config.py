@@ -89,6 +89,9 @@ class Settings:
     # How many coalesced claim statements may run at once (see taskclaim.batching). One is fastest:
     # concurrent claim statements make each other skip the rows they lock.
     claim_batches_inflight: int = 1
+    # Which task a service claim takes: "oldest" (the plan's: the oldest ready task of any user) or
+    # "round-robin" (users in turn, each their oldest: see migration 1500).
+    claim_order: str = "oldest"
     # HTTP: a connection that sends no request this long after it opened (or after its last answer) is
     # closed, and so is one whose request has not fully arrived this long after its first byte.
     http_keepalive_seconds: float = 5.0
@@ -126,6 +129,7 @@ class Settings:
             secret_keys=_secret_keys(env.get("SUPABASE_SECRET_KEYS")),
             jwt_secret=env.get("SUPABASE_JWT_SECRET") or None,
             jwks_json=_jwks_document(env.get("SUPABASE_JWKS") or None),
+            claim_order=_claim_order(env.get("TASKCLAIM_CLAIM_ORDER") or cls.claim_order),
             jwks_url=jwks_url,
             token_cache_seconds=_number(env, "TASKCLAIM_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
             default_lease_seconds=default_lease,
@@ -174,4 +178,14 @@ def _jwks_document(text: str | None) -> str | None:
         document = None
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ConfigError('SUPABASE_JWKS is not a JWKS document (a JSON object with a "keys" list)')
+    return text
+
+
+CLAIM_ORDERS = ("oldest", "round-robin")
+
+
+def _claim_order(text: str) -> str:
+    if text not in CLAIM_ORDERS:
+        choices = ", ".join(CLAIM_ORDERS)
+        raise ConfigError(f"TASKCLAIM_CLAIM_ORDER must be one of {choices}, not {text[:40]!r}")
     return text

@@ -37,9 +37,15 @@ def _primary_message(exc: psycopg.Error) -> str:
 
 class Queue:
     def __init__(
-        self, pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]], *, max_inflight_batches: int = 1
+        self,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]],
+        *,
+        max_inflight_batches: int = 1,
+        claim_order: str = "oldest",
     ) -> None:
         self.pool = pool
+        self.round_robin = claim_order == "round-robin"
+        self._last_user_served: uuid.UUID | None = None  # the round-robin turn of this process
         self._check_task: asyncio.Task[None] | None = None
         self.batcher = ClaimBatcher(self._claim_batch, max_inflight=max_inflight_batches)
         self.completions = CompletionBatcher(lambda params: self._rows("complete_batch", params))
@@ -105,7 +111,23 @@ class Queue:
             return await cur.fetchall()
 
     async def _claim_batch(self, params: Mapping[str, Any]) -> list[Row]:
-        """taskclaim_claim_batch; its task_type-filtered form only when ``params`` has task_types."""
+        """taskclaim_claim_batch; its task_type-filtered form only when ``params`` has task_types. With
+        round-robin order, a service claim of any type takes users in turn from where this process's last
+        claim left off (taskclaim_claim_round_robin)."""
+        if self.round_robin and params["user_id"] is None and "task_types" not in params:
+            rows = await self._rows(
+                "claim_round_robin",
+                {
+                    "worker_ids": params["worker_ids"],
+                    "after_user": self._last_user_served,
+                    "lease_seconds": params["lease_seconds"],
+                },
+            )
+            if rows:
+                self._last_user_served = max(rows, key=lambda row: int(row["ordinal"]))["user_id"]
+            for row in rows:
+                del row["user_id"]
+            return rows
         return await self._rows("claim_batch_by_type" if "task_types" in params else "claim_batch", params)
 
     async def _one(self, name: str, params: Mapping[str, Any]) -> Row | None:

@@ -90,6 +90,10 @@ select ordinal, task_id, params, task_type, project_id, worker_id, attempt, leas
 select ordinal, task_id, params, task_type, project_id, worker_id, attempt, lease_expires_at
   from public.taskclaim_claim_batch(%(worker_ids)s, %(user_id)s, %(lease_seconds)s, %(task_types)s::text[])
 
+-- claim_round_robin --
+select ordinal, task_id, params, task_type, project_id, worker_id, attempt, lease_expires_at, user_id
+  from public.taskclaim_claim_round_robin(%(worker_ids)s, %(after_user)s, %(lease_seconds)s)
+
 -- complete_batch --
 -- The casts let a column of NULLs (no attempt, no result) through as the right array type.
 select ordinal, task_id, status, generation_processed_at, error_code, error

@@ -8,7 +8,7 @@ import { LIMITS } from "./body.ts";
 import { errorStatus, query, sql } from "./database.ts";
 import { HttpError, json, jsonText, noContent } from "./http.ts";
 import { longPoll } from "./longpoll.ts";
-import { checkLease, leaseSeconds, waitSeconds } from "./settings.ts";
+import { checkLease, leaseSeconds, roundRobin, waitSeconds } from "./settings.ts";
 
 export type Route = (caller: Caller, body: Body, request: Request) => Promise<Response>;
 type Claimed = { task_id: string; worker_id: string; attempt: number; json: string };
@@ -23,6 +23,9 @@ function types(body: Body): string | null {
   return requested === undefined ? null : JSON.stringify([...new Set(requested)].sort());
 }
 
+/** The round-robin turn of this isolate: the user its last round-robin claim served. */
+let lastUserServed: string | null = null;
+
 async function claimBatch(
   caller: Caller,
   workerId: string,
@@ -30,6 +33,9 @@ async function claimBatch(
   lease: number,
   taskTypes: string | null,
 ): Promise<Claimed[]> {
+  if (caller.userId === null && taskTypes === null && roundRobin()) {
+    return await claimRoundRobin(workerId, count, lease);
+  }
   const rows = await query(() =>
     sql()`
       select c.task_id, c.worker_id, c.attempt, row_to_json(c)::text as json
@@ -41,11 +47,30 @@ async function claimBatch(
                             then array(select jsonb_array_elements_text(${taskTypes}::text::jsonb)) end)) c
        order by c.ordinal`
   );
-  return rows.map((row) => ({ ...row, json: withoutOrdinal(row.json) })) as Claimed[];
+  return rows.map((row) => ({ ...row, json: withoutKeys(row.json, "ordinal") })) as Claimed[];
 }
 
-function withoutOrdinal(text: string): string {
-  const { ordinal: _, ...task } = JSON.parse(text);
+async function claimRoundRobin(workerId: string, count: number, lease: number): Promise<Claimed[]> {
+  const rows = await query(() =>
+    sql()`
+      select c.task_id, c.worker_id, c.attempt, c.user_id, row_to_json(c)::text as json
+        from (select task_id, params, task_type, project_id, worker_id, attempt, lease_expires_at, ordinal,
+                     user_id
+                from public.taskclaim_claim_round_robin(
+                       array_fill(${workerId}::text, array[${count}::integer]), ${lastUserServed}::uuid,
+                       ${lease}::integer)) c
+       order by c.ordinal`
+  );
+  if (rows.length) lastUserServed = rows[rows.length - 1].user_id as string;
+  return rows.map(({ user_id: _, ...row }) => ({
+    ...row,
+    json: withoutKeys(row.json as string, "ordinal", "user_id"),
+  })) as Claimed[];
+}
+
+function withoutKeys(text: string, ...keys: string[]): string {
+  const task = JSON.parse(text);
+  for (const key of keys) delete task[key];
   return JSON.stringify(task);
 }
 
@@ -69,7 +94,9 @@ const claimNextTask: Route = async (caller, body, request) => {
   }
   const wait = waitSeconds(body.wait_seconds);
   const claim = async (): Promise<Claimed[]> => {
-    if (taskTypes !== null) return await claimBatch(caller, workerId, 1, lease, taskTypes);
+    if (taskTypes !== null || (claimId === null && caller.userId === null && roundRobin())) {
+      return await claimBatch(caller, workerId, 1, lease, taskTypes);
+    }
     const rows = await query(() =>
       sql()`
         select c.task_id, c.worker_id, c.attempt, row_to_json(c)::text as json

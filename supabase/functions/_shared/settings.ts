@@ -41,3 +41,12 @@ export function waitSeconds(requested: unknown): number {
 
 /** How long a personal access token's look-up is cached (a revoked token works this long). */
 export const TOKEN_CACHE_SECONDS = setting("TASKCLAIM_TOKEN_CACHE_SECONDS", 10);
+
+/** Whether service claims take users in turn (TASKCLAIM_CLAIM_ORDER=round-robin) instead of the oldest task. */
+export function roundRobin(): boolean {
+  const order = Deno.env.get("TASKCLAIM_CLAIM_ORDER") || "oldest";
+  if (order !== "oldest" && order !== "round-robin") {
+    throw new HttpError(500, "TASKCLAIM_CLAIM_ORDER must be one of oldest, round-robin");
+  }
+  return order === "round-robin";
+}
