@@ -120,3 +120,20 @@ def test_the_pooler_benchmark_claims_and_wakes_up_direct_and_through_pgbouncer(r
     assert [cells[0].strip() for cells in rows] == ["direct", "PgBouncer"]
     for cells in rows:
         assert float(cells[1].replace(",", "")) > 0 and float(cells[4]) < 1000, cells
+
+
+@pytest.mark.slow
+def test_the_fairness_benchmark_serves_the_small_user_in_round_robin_order(repo_root: Path) -> None:
+    command = ["--backlog", "300", "--users", "20", "--queued", "400"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.fairness", *command],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    round_robin, oldest, cost = (json.loads(line) for line in result.stdout.strip().splitlines()[-3:])
+    assert round_robin["bobs_claimed"] == 10 and round_robin["rank_of_bobs_last"] <= 40, round_robin
+    assert (oldest["rank_of_bobs_last"] or 10_000) > 300, oldest  # after the whole backlog of 300
+    assert cost["round_robin_buffers"] > 0 and cost["oldest_buffers"] > 0, cost
