@@ -9,7 +9,8 @@
    of one coalesced statement share that time, so the rank counts its whole statement).
 2. **Cost.** ``--users`` users with ``--queued`` ready tasks in all (interleaved in time); the shared
    buffers one claim of one task reads (``EXPLAIN (ANALYZE, BUFFERS)``, after warm-up claims), for
-   ``taskclaim_claim_round_robin`` and for the oldest-first ``taskclaim_claim_batch``.
+   ``taskclaim_claim_round_robin`` without and with a cap of 5 in progress per user, and for the
+   oldest-first ``taskclaim_claim_batch``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tests.helpers import explain_buffers
 from bench.steps import KEY, Bench, Sizes, new_workdir
 
 ROUND_ROBIN = "select * from public.taskclaim_claim_round_robin(array['bench'], %s, 300)"
+CAPPED = "select * from public.taskclaim_claim_round_robin(array['bench'], %s, 300, 5)"
 OLDEST = "select * from public.taskclaim_claim_batch(array['bench'], null, 300)"
 
 
@@ -113,17 +115,20 @@ def cost(bench: Bench, users: int, queued: int) -> dict[str, Any]:
         )
         conn.execute("vacuum analyze tasks")
         cursor: Any = None
-        for _ in range(50):  # warm-up: plans cached, the heads of both indexes read
-            rows = conn.execute(ROUND_ROBIN.replace("*", "user_id"), (cursor,)).fetchall()
-            cursor = rows[-1]["user_id"] if rows else None
+        for _ in range(50):  # warm-up: plans cached, the heads of the indexes read
+            for statement in (ROUND_ROBIN, CAPPED):
+                rows = conn.execute(statement.replace("*", "user_id"), (cursor,)).fetchall()
+                cursor = rows[-1]["user_id"] if rows else None
             conn.execute(OLDEST).fetchall()
         round_robin = explain_buffers(conn, ROUND_ROBIN, (cursor,))
+        capped = explain_buffers(conn, CAPPED, (cursor,))
         oldest = explain_buffers(conn, OLDEST, ())
         total = conn.execute("select count(*) as n from tasks where status = 'Queued'").fetchone()
     return {
         "users": users,
         "queued": int(total["n"]) if total else 0,
         "round_robin_buffers": round_robin,
+        "capped_buffers": capped,
         "oldest_buffers": oldest,
     }
 

@@ -411,10 +411,10 @@ $$;
 
 
 --
--- Name: taskclaim_claim_round_robin(text[], uuid, integer); Type: FUNCTION; Schema: public; Owner: -
+-- Name: taskclaim_claim_round_robin(text[], uuid, integer, integer); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.taskclaim_claim_round_robin(p_worker_ids text[], p_after_user uuid, p_lease_seconds integer) RETURNS TABLE(ordinal integer, task_id uuid, params jsonb, task_type text, project_id uuid, worker_id text, attempt integer, lease_expires_at timestamp with time zone, user_id uuid)
+CREATE FUNCTION public.taskclaim_claim_round_robin(p_worker_ids text[], p_after_user uuid, p_lease_seconds integer, p_max_in_progress integer DEFAULT NULL::integer) RETURNS TABLE(ordinal integer, task_id uuid, params jsonb, task_type text, project_id uuid, worker_id text, attempt integer, lease_expires_at timestamp with time zone, user_id uuid)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -429,6 +429,9 @@ begin
   perform public.taskclaim_check_claim(p_worker_ids, p_lease_seconds, null);
   if v_wanted > 100 then
     raise exception 'a claim takes at most 100 tasks' using errcode = 'TC400';
+  end if;
+  if p_max_in_progress is not null and p_max_in_progress < 1 then
+    raise exception 'max_in_progress must be at least 1' using errcode = 'TC400';
   end if;
   while v_n < v_wanted loop
     if v_user is null then
@@ -448,6 +451,12 @@ begin
       continue;
     end if;
     v_user := v_next;
+    if p_max_in_progress is not null and (
+      not pg_try_advisory_xact_lock(public.taskclaim_user_lock_key(v_next))
+      or public.taskclaim_room(v_next, p_max_in_progress) = 0
+    ) then
+      continue;  -- another claim is serving this user, or the user is at the cap: the next user
+    end if;
     return query
       with picked as (
         select t.id from public.tasks t
@@ -469,6 +478,43 @@ begin
       v_claimed_this_pass := true;
     end if;
   end loop;
+end
+$$;
+
+
+--
+-- Name: taskclaim_claim_user_capped(text[], uuid, integer, text[], uuid, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.taskclaim_claim_user_capped(p_worker_ids text[], p_user_id uuid, p_lease_seconds integer, p_task_types text[], p_claim_id uuid, p_max_in_progress integer) RETURNS TABLE(ordinal integer, task_id uuid, params jsonb, task_type text, project_id uuid, worker_id text, attempt integer, lease_expires_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_room integer;
+begin
+  if p_user_id is null or p_max_in_progress is null or p_max_in_progress < 1 then
+    raise exception 'a capped claim needs a user and a cap of at least 1' using errcode = 'TC400';
+  end if;
+  perform public.taskclaim_check_claim(p_worker_ids, p_lease_seconds, p_task_types);
+  if p_claim_id is not null and (cardinality(p_worker_ids) <> 1 or p_task_types is not null) then
+    raise exception 'a claim_id names the claim of one task, of any type' using errcode = 'TC400';
+  end if;
+  -- The retry of a claim_id that holds (or held) a task is answered as taskclaim_claim answers it.
+  if p_claim_id is null or not exists (select 1 from public.tasks t where t.claim_id = p_claim_id) then
+    perform pg_advisory_xact_lock(public.taskclaim_user_lock_key(p_user_id));
+    v_room := least(cardinality(p_worker_ids), public.taskclaim_room(p_user_id, p_max_in_progress));
+    if v_room = 0 then
+      return;
+    end if;
+  end if;
+  if p_claim_id is not null then
+    return query select 1, c.* from public.taskclaim_claim(p_worker_ids[1], p_user_id, p_lease_seconds,
+                                                           p_claim_id) c;
+    return;
+  end if;
+  return query select * from public.taskclaim_claim_core(p_worker_ids[1:v_room], p_user_id, p_lease_seconds,
+                                                          p_task_types, null);
 end
 $$;
 
@@ -1038,6 +1084,22 @@ $$;
 
 
 --
+-- Name: taskclaim_room(uuid, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.taskclaim_room(p_user uuid, p_cap integer) RETURNS integer
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select greatest(0, p_cap - (select count(*) from (
+    select 1 from public.tasks t
+     where t.user_id = p_user and t.status = 'In Progress' and t.generation_started_at is not null
+     limit p_cap
+  ) held))::integer
+$$;
+
+
+--
 -- Name: taskclaim_task_counts(uuid); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1211,6 +1273,18 @@ $$;
 
 
 --
+-- Name: taskclaim_user_lock_key(uuid); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.taskclaim_user_lock_key(p_user uuid) RETURNS bigint
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+  select hashtextextended('taskclaim user ' || p_user::text, 0)
+$$;
+
+
+--
 -- Name: projects; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1311,6 +1385,13 @@ CREATE INDEX tasks_ended_badly_idx ON public.tasks USING btree (created_at, id) 
 --
 
 CREATE UNIQUE INDEX tasks_idempotency_key ON public.tasks USING btree (project_id, idempotency_key) WHERE (idempotency_key IS NOT NULL);
+
+
+--
+-- Name: tasks_in_progress_user_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX tasks_in_progress_user_idx ON public.tasks USING btree (user_id) WHERE ((status = 'In Progress'::public.task_status) AND (generation_started_at IS NOT NULL));
 
 
 --
@@ -1565,11 +1646,19 @@ GRANT ALL ON FUNCTION public.taskclaim_claim_next(p_worker_id text, p_user_id uu
 
 
 --
--- Name: FUNCTION taskclaim_claim_round_robin(p_worker_ids text[], p_after_user uuid, p_lease_seconds integer); Type: ACL; Schema: public; Owner: -
+-- Name: FUNCTION taskclaim_claim_round_robin(p_worker_ids text[], p_after_user uuid, p_lease_seconds integer, p_max_in_progress integer); Type: ACL; Schema: public; Owner: -
 --
 
-REVOKE ALL ON FUNCTION public.taskclaim_claim_round_robin(p_worker_ids text[], p_after_user uuid, p_lease_seconds integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.taskclaim_claim_round_robin(p_worker_ids text[], p_after_user uuid, p_lease_seconds integer) TO service_role;
+REVOKE ALL ON FUNCTION public.taskclaim_claim_round_robin(p_worker_ids text[], p_after_user uuid, p_lease_seconds integer, p_max_in_progress integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.taskclaim_claim_round_robin(p_worker_ids text[], p_after_user uuid, p_lease_seconds integer, p_max_in_progress integer) TO service_role;
+
+
+--
+-- Name: FUNCTION taskclaim_claim_user_capped(p_worker_ids text[], p_user_id uuid, p_lease_seconds integer, p_task_types text[], p_claim_id uuid, p_max_in_progress integer); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.taskclaim_claim_user_capped(p_worker_ids text[], p_user_id uuid, p_lease_seconds integer, p_task_types text[], p_claim_id uuid, p_max_in_progress integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.taskclaim_claim_user_capped(p_worker_ids text[], p_user_id uuid, p_lease_seconds integer, p_task_types text[], p_claim_id uuid, p_max_in_progress integer) TO service_role;
 
 
 --
@@ -1706,6 +1795,13 @@ GRANT ALL ON FUNCTION public.taskclaim_retry_task(p_task_id uuid, p_user_id uuid
 
 
 --
+-- Name: FUNCTION taskclaim_room(p_user uuid, p_cap integer); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.taskclaim_room(p_user uuid, p_cap integer) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION taskclaim_task_counts(p_user_id uuid); Type: ACL; Schema: public; Owner: -
 --
 
@@ -1769,6 +1865,13 @@ REVOKE ALL ON FUNCTION public.taskclaim_tasks_claimed_without_lease() FROM PUBLI
 
 REVOKE ALL ON FUNCTION public.taskclaim_token_user(p_jti_hash text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.taskclaim_token_user(p_jti_hash text) TO service_role;
+
+
+--
+-- Name: FUNCTION taskclaim_user_lock_key(p_user uuid); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.taskclaim_user_lock_key(p_user uuid) FROM PUBLIC;
 
 
 --

@@ -225,7 +225,10 @@ def create_app(settings: Settings, database_url: str, shared_metrics: Path | Non
         )
         await pool.open(wait=False)
         queue = Queue(
-            pool, max_inflight_batches=settings.claim_batches_inflight, claim_order=settings.claim_order
+            pool,
+            max_inflight_batches=settings.claim_batches_inflight,
+            claim_order=settings.claim_order,
+            max_in_progress_per_user=settings.max_in_progress_per_user,
         )
         # LISTEN on the direct URL when there is one. Behind a transaction pooler without one, LISTEN
         # would hear nothing while reporting itself up: there is none, and long polls retry every 5 s.

@@ -92,6 +92,9 @@ class Settings:
     # Which task a service claim takes: "oldest" (the plan's: the oldest ready task of any user) or
     # "round-robin" (users in turn, each their oldest: see migration 1500).
     claim_order: str = "oldest"
+    # At most this many tasks of one user in progress at once (None: no cap). Under a cap, service claims
+    # take users in turn, skipping those at the cap, and a user's claim at the cap gets nothing (204).
+    max_in_progress_per_user: int | None = None
     # HTTP: a connection that sends no request this long after it opened (or after its last answer) is
     # closed, and so is one whose request has not fully arrived this long after its first byte.
     http_keepalive_seconds: float = 5.0
@@ -130,6 +133,7 @@ class Settings:
             jwt_secret=env.get("SUPABASE_JWT_SECRET") or None,
             jwks_json=_jwks_document(env.get("SUPABASE_JWKS") or None),
             claim_order=_claim_order(env.get("TASKCLAIM_CLAIM_ORDER") or cls.claim_order),
+            max_in_progress_per_user=_cap(env.get("TASKCLAIM_MAX_IN_PROGRESS_PER_USER") or None),
             jwks_url=jwks_url,
             token_cache_seconds=_number(env, "TASKCLAIM_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
             default_lease_seconds=default_lease,
@@ -189,3 +193,13 @@ def _claim_order(text: str) -> str:
         choices = ", ".join(CLAIM_ORDERS)
         raise ConfigError(f"TASKCLAIM_CLAIM_ORDER must be one of {choices}, not {text[:40]!r}")
     return text
+
+
+def _cap(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1_000_000:
+        raise ConfigError(
+            f"TASKCLAIM_MAX_IN_PROGRESS_PER_USER must be a whole number from 1, not {text[:40]!r}"
+        )
+    return int(text)

@@ -42,9 +42,11 @@ class Queue:
         *,
         max_inflight_batches: int = 1,
         claim_order: str = "oldest",
+        max_in_progress_per_user: int | None = None,
     ) -> None:
         self.pool = pool
         self.round_robin = claim_order == "round-robin"
+        self.cap = max_in_progress_per_user  # None: no cap
         self._last_user_served: uuid.UUID | None = None  # the round-robin turn of this process
         self._check_task: asyncio.Task[None] | None = None
         self.batcher = ClaimBatcher(self._claim_batch, max_inflight=max_inflight_batches)
@@ -112,15 +114,23 @@ class Queue:
 
     async def _claim_batch(self, params: Mapping[str, Any]) -> list[Row]:
         """taskclaim_claim_batch; its task_type-filtered form only when ``params`` has task_types. With
-        round-robin order, a service claim of any type takes users in turn from where this process's last
-        claim left off (taskclaim_claim_round_robin)."""
-        if self.round_robin and params["user_id"] is None and "task_types" not in params:
+        round-robin order or a cap, a service claim of any type takes users in turn from where this
+        process's last claim left off (taskclaim_claim_round_robin), skipping users at the cap; under a
+        cap, a user's claim takes only what the user has room for (taskclaim_claim_user_capped)."""
+        service = params["user_id"] is None
+        if self.cap is not None and not service:
+            return await self._rows(
+                "claim_user_capped",
+                {"task_types": None, **params, "claim_id": None, "max_in_progress": self.cap},
+            )
+        if (self.round_robin or self.cap is not None) and service and "task_types" not in params:
             rows = await self._rows(
                 "claim_round_robin",
                 {
                     "worker_ids": params["worker_ids"],
                     "after_user": self._last_user_served,
                     "lease_seconds": params["lease_seconds"],
+                    "max_in_progress": self.cap,
                 },
             )
             if rows:
@@ -158,6 +168,19 @@ class Queue:
             return await self.batcher.claim(worker_id, user_id, lease_seconds, task_types)
         if task_types is not None:
             raise BadRequest("claim_id cannot be combined with task_types")
+        if self.cap is not None and user_id is not None:
+            rows = await self._rows(
+                "claim_user_capped",
+                {
+                    "worker_ids": [worker_id],
+                    "user_id": user_id,
+                    "lease_seconds": lease_seconds,
+                    "task_types": None,
+                    "claim_id": claim_id,
+                    "max_in_progress": self.cap,
+                },
+            )
+            return {k: v for k, v in rows[0].items() if k != "ordinal"} if rows else None
         return await self._one(
             "claim",
             {

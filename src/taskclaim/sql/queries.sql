@@ -92,7 +92,13 @@ select ordinal, task_id, params, task_type, project_id, worker_id, attempt, leas
 
 -- claim_round_robin --
 select ordinal, task_id, params, task_type, project_id, worker_id, attempt, lease_expires_at, user_id
-  from public.taskclaim_claim_round_robin(%(worker_ids)s, %(after_user)s, %(lease_seconds)s)
+  from public.taskclaim_claim_round_robin(%(worker_ids)s, %(after_user)s, %(lease_seconds)s,
+                                          %(max_in_progress)s::integer)
+
+-- claim_user_capped --
+select ordinal, task_id, params, task_type, project_id, worker_id, attempt, lease_expires_at
+  from public.taskclaim_claim_user_capped(%(worker_ids)s, %(user_id)s, %(lease_seconds)s, %(task_types)s::text[],
+                                          %(claim_id)s::uuid, %(max_in_progress)s)
 
 -- complete_batch --
 -- The casts let a column of NULLs (no attempt, no result) through as the right array type.

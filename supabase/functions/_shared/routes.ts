@@ -8,7 +8,7 @@ import { LIMITS } from "./body.ts";
 import { errorStatus, query, sql } from "./database.ts";
 import { HttpError, json, jsonText, noContent } from "./http.ts";
 import { longPoll } from "./longpoll.ts";
-import { checkLease, leaseSeconds, roundRobin, waitSeconds } from "./settings.ts";
+import { checkLease, leaseSeconds, maxInProgress, roundRobin, waitSeconds } from "./settings.ts";
 
 export type Route = (caller: Caller, body: Body, request: Request) => Promise<Response>;
 type Claimed = { task_id: string; worker_id: string; attempt: number; json: string };
@@ -26,16 +26,26 @@ function types(body: Body): string | null {
 /** The round-robin turn of this isolate: the user its last round-robin claim served. */
 let lastUserServed: string | null = null;
 
+/** Whether a claim goes through claimBatch's fair forms: a user's under the cap, or a service claim of
+ * any type in turn (round-robin, or any cap). A service claim_id retry keeps the oldest-first claim. */
+function fairClaim(caller: Caller, taskTypes: string | null, claimId: string | null): boolean {
+  if (caller.userId !== null) return maxInProgress() !== null;
+  return taskTypes === null && claimId === null && (roundRobin() || maxInProgress() !== null);
+}
+
 async function claimBatch(
   caller: Caller,
   workerId: string,
   count: number,
   lease: number,
   taskTypes: string | null,
+  claimId: string | null = null,
 ): Promise<Claimed[]> {
-  if (caller.userId === null && taskTypes === null && roundRobin()) {
-    return await claimRoundRobin(workerId, count, lease);
+  const cap = maxInProgress();
+  if (caller.userId !== null && cap !== null) {
+    return await claimCapped(caller.userId, workerId, count, lease, taskTypes, claimId, cap);
   }
+  if (fairClaim(caller, taskTypes, claimId)) return await claimRoundRobin(workerId, count, lease, cap);
   const rows = await query(() =>
     sql()`
       select c.task_id, c.worker_id, c.attempt, row_to_json(c)::text as json
@@ -50,7 +60,36 @@ async function claimBatch(
   return rows.map((row) => ({ ...row, json: withoutKeys(row.json, "ordinal") })) as Claimed[];
 }
 
-async function claimRoundRobin(workerId: string, count: number, lease: number): Promise<Claimed[]> {
+async function claimCapped(
+  userId: string,
+  workerId: string,
+  count: number,
+  lease: number,
+  taskTypes: string | null,
+  claimId: string | null,
+  cap: number,
+): Promise<Claimed[]> {
+  const rows = await query(() =>
+    sql()`
+      select c.task_id, c.worker_id, c.attempt, row_to_json(c)::text as json
+        from (select task_id, params, task_type, project_id, worker_id, attempt, lease_expires_at, ordinal
+                from public.taskclaim_claim_user_capped(
+                       array_fill(${workerId}::text, array[${count}::integer]), ${userId}::uuid,
+                       ${lease}::integer,
+                       case when ${taskTypes}::text is not null
+                            then array(select jsonb_array_elements_text(${taskTypes}::text::jsonb)) end,
+                       ${claimId}::uuid, ${cap}::integer)) c
+       order by c.ordinal`
+  );
+  return rows.map((row) => ({ ...row, json: withoutKeys(row.json, "ordinal") })) as Claimed[];
+}
+
+async function claimRoundRobin(
+  workerId: string,
+  count: number,
+  lease: number,
+  cap: number | null,
+): Promise<Claimed[]> {
   const rows = await query(() =>
     sql()`
       select c.task_id, c.worker_id, c.attempt, c.user_id, row_to_json(c)::text as json
@@ -58,7 +97,7 @@ async function claimRoundRobin(workerId: string, count: number, lease: number): 
                      user_id
                 from public.taskclaim_claim_round_robin(
                        array_fill(${workerId}::text, array[${count}::integer]), ${lastUserServed}::uuid,
-                       ${lease}::integer)) c
+                       ${lease}::integer, ${cap}::integer)) c
        order by c.ordinal`
   );
   if (rows.length) lastUserServed = rows[rows.length - 1].user_id as string;
@@ -94,8 +133,8 @@ const claimNextTask: Route = async (caller, body, request) => {
   }
   const wait = waitSeconds(body.wait_seconds);
   const claim = async (): Promise<Claimed[]> => {
-    if (taskTypes !== null || (claimId === null && caller.userId === null && roundRobin())) {
-      return await claimBatch(caller, workerId, 1, lease, taskTypes);
+    if (taskTypes !== null || fairClaim(caller, taskTypes, claimId)) {
+      return await claimBatch(caller, workerId, 1, lease, taskTypes, claimId);
     }
     const rows = await query(() =>
       sql()`

@@ -50,3 +50,14 @@ export function roundRobin(): boolean {
   }
   return order === "round-robin";
 }
+
+/** TASKCLAIM_MAX_IN_PROGRESS_PER_USER: at most this many tasks of one user in progress (null: no cap). */
+export function maxInProgress(): number | null {
+  const raw = Deno.env.get("TASKCLAIM_MAX_IN_PROGRESS_PER_USER") || "";
+  if (raw === "") return null;
+  const cap = Number(raw);
+  if (!/^[0-9]+$/.test(raw) || cap < 1 || cap > 1_000_000) {
+    throw new HttpError(500, "TASKCLAIM_MAX_IN_PROGRESS_PER_USER must be a whole number from 1");
+  }
+  return cap;
+}
