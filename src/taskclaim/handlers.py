@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, NamedTuple
 
 import orjson
@@ -148,7 +148,7 @@ async def claim_next_task(
         )
         return [] if row is None else [row]
 
-    empty_key = None if body.claim_id is not None else (caller.user_id, task_types)
+    empty_key = None if body.claim_id is not None else _empty_key(service, caller, task_types)
     rows = await long_poll(
         service.notifier,
         service.queue,
@@ -160,6 +160,12 @@ async def claim_next_task(
     )
     encoded = await _sendable(service, caller, rows)
     return _json_bytes(encoded[0]) if encoded else no_content()
+
+
+def _empty_key(service: Service, caller: Caller, task_types: tuple[str, ...] | None) -> Hashable | None:
+    """What a long poll's claim looks at, for known-empty scopes (taskclaim.longpoll). None under a cap: a
+    claim can then find nothing while tasks are ready, and a completion that makes room notifies nobody."""
+    return None if service.queue.cap is not None else (caller.user_id, task_types)
 
 
 async def claim_tasks(
@@ -185,7 +191,7 @@ async def claim_tasks(
                 lease_seconds=lease_seconds,
                 task_types=task_types,
             ),
-            (caller.user_id, task_types),
+            _empty_key(service, caller, task_types),
         )
 
     # A worker's finished tasks ride on its next claim: completed alongside it (on another connection, so

@@ -211,3 +211,16 @@ def test_an_unusable_cap_is_refused_at_start(db_url: str, jwks_url: str, tmp_pat
     process = TaskclaimProcess(["serve", "--port", str(free_port())], env, tmp_path / "serve.log").start()
     assert process.wait() == 1
     assert "TASKCLAIM_MAX_IN_PROGRESS_PER_USER must be a whole number from 1" in process.log()
+
+
+def test_a_long_poll_at_the_cap_claims_as_soon_as_room_is_made(db: Conn, capped: Fair) -> None:
+    """At the cap a claim finds nothing though tasks are ready, and the completion that makes room sends no
+    notification: such a scope must not be taken for known empty (taskclaim.longpoll)."""
+    user = uuid.uuid4()
+    make_tasks(db, make_project(db, user), 3)
+    token = Credentials.user_jwt(user)
+    with httpx.Client(base_url=capped.url, timeout=30) as http:
+        first, _ = claim_status(http, token)[1], claim_status(http, token)[1]
+        assert claim_status(http, token, wait_seconds=0.5)[0] == 204
+        assert post(http, "complete-task", holder(first), token).status_code == 200
+        assert claim_status(http, token, wait_seconds=0.5)[0] == 200
