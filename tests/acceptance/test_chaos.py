@@ -89,15 +89,23 @@ def claims_survive_killed_backends(db: Conn, db_url: str, base_url: str) -> None
 def test_two_replicas_and_a_sigkilled_one_lose_nothing(
     db: Conn, db_url: str, jwks_url: str, tmp_path: Path
 ) -> None:
-    make_tasks(db, make_project(db), 600)
     env = {**service_env(db_url, jwks_url, tmp_path), "TASKCLAIM_REAP_INTERVAL": "0.3"}
+    replicas_survive_a_sigkill(db, env, db_url, tmp_path)
+
+
+def replicas_survive_a_sigkill(db: Conn, env: dict[str, str], fallback_url: str, tmp_path: Path) -> None:
+    """Two replicas with ``env`` and 8 workers (falling back to ``fallback_url``) complete 600 one-second
+    leases' tasks while one replica is SIGKILLed mid-run: every task complete once, by its holder."""
+    make_tasks(db, make_project(db), 600)
     replicas = [ServiceProcess(env, tmp_path / f"replica{i}.log").start() for i in range(2)]
     completed: list[str] = []
     lock = threading.Lock()
 
     def worker(index: int) -> None:
         url = replicas[index % 2].url + CLAIM
-        with TaskClient(url, SERVICE_KEY, database_url=db_url, retries=1, backoff=0.01, timeout=5) as client:
+        with TaskClient(
+            url, SERVICE_KEY, database_url=fallback_url, retries=1, backoff=0.01, timeout=5
+        ) as client:
             idle_since = None
             while True:
                 task = client.claim(lease_seconds=1)

@@ -16,7 +16,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from taskclaim.client import TaskClient
 from tests.acceptance.conftest import SERVICE_KEY, bearer, service_env
-from tests.acceptance.test_chaos import claims_survive_killed_backends
+from tests.acceptance.test_chaos import claims_survive_killed_backends, replicas_survive_a_sigkill
 from tests.helpers import (
     Conn,
     long_polls_waiting,
@@ -164,3 +164,18 @@ def test_killed_server_connections_behind_pgbouncer_lose_no_task_and_give_none_t
     """The chaos case of test_chaos through the pooler: PgBouncer's connections to PostgreSQL are killed
     under the service's claims (the LISTEN connection, direct and named taskclaim-listen, is spared)."""
     claims_survive_killed_backends(db, db_url, pooled.url)
+
+
+@pytest.mark.slow
+def test_two_replicas_through_pgbouncer_and_a_sigkilled_one_lose_nothing(
+    db: Conn, db_url: str, pooled_url: str, jwks_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_chaos's replica case with the replicas and the workers' fallback both through PgBouncer."""
+    monkeypatch.setenv("TASKCLAIM_POOLER", "transaction")  # the workers' fallback prepares nothing either
+    env = {
+        **service_env(pooled_url, jwks_url, tmp_path),
+        "TASKCLAIM_POOLER": "transaction",
+        "TASKCLAIM_DIRECT_URL": db_url,
+        "TASKCLAIM_REAP_INTERVAL": "0.3",
+    }
+    replicas_survive_a_sigkill(db, env, pooled_url, tmp_path)
