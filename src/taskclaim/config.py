@@ -74,7 +74,8 @@ class Settings:
     jwt_secret: str | None = None
     jwks_json: str | None = None
     jwks_url: str | None = None
-    # How long a personal access token's look-up is cached; a revoked token can claim this long.
+    # How long a personal access token's look-up is trusted while notifications are not proven to arrive (a
+    # revoked token can claim this long); while they arrive, up to taskclaim.auth.TRUSTED_TOKEN_SECONDS.
     token_cache_seconds: float = 10.0
     default_lease_seconds: int = limits.DEFAULT_LEASE_SECONDS
     max_lease_seconds: int = limits.MAX_LEASE_SECONDS
