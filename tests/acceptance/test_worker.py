@@ -90,8 +90,13 @@ def test_sigterm_during_a_task_finishes_or_releases_it(
     db: Conn, service: ServiceProcess, tmp_path: Path, grace: str, expected: str
 ) -> None:
     task_id = make_task(db, make_project(db))
-    process = worker(service, tmp_path, "term", "sleep 2; echo done", "--shutdown-grace", grace)
+    started = tmp_path / "started"
+    command = f"touch {started}; sleep 2; echo done"
+    process = worker(service, tmp_path, "term", command, "--shutdown-grace", grace)
     wait_for_claim(db, "term")
+    # The task's command has begun: a task claimed but not yet started when SIGTERM comes is released
+    # at once (it has not started), which is not the case under test. Waiting for the claim alone raced.
+    wait_until(started.exists, "the task's command to start")
     process.signal(signal.SIGTERM)
     assert process.wait(60) == 0, process.log()
     row = task(db, task_id)
