@@ -28,6 +28,21 @@ R = TypeVar("R")
 RunBatch = Callable[[Mapping[str, Any]], Awaitable[list[Row]]]
 
 
+def distinct_rounds(ids: Sequence[Hashable]) -> list[list[int]]:
+    """The indexes of ``ids`` in rounds, in order, each id at most once a round: a repeated id goes in the
+    next round, so one batch statement never sees a task twice and the repeat is answered after the first."""
+    rounds: list[list[int]] = []
+    seen: list[set[Hashable]] = []
+    for index, key in enumerate(ids):
+        n = next((n for n, keys in enumerate(seen) if key not in keys), len(rounds))
+        if n == len(rounds):
+            rounds.append([])
+            seen.append(set())
+        rounds[n].append(index)
+        seen[n].add(key)
+    return rounds
+
+
 class Coalescer(Generic[K, I, R]):
     """Sends ``run(key, items)`` for the calls waiting under one key; ``run`` answers each item in order,
     with a result or an exception for that item alone. ``distinct(item)``, when given, keeps two items

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from taskclaim import limits
+from taskclaim.batching import distinct_rounds
 from taskclaim.exceptions import ClientError, NotHeld, QueueError, ServiceUnavailable, queue_error
 from taskclaim.fallback import DirectRpc
 from taskclaim.task import Task
@@ -316,14 +317,7 @@ class TaskClient:
         """The fallback's batch statements: one per round (a task given twice goes in the next round), with
         ``params(indexes)`` for the items of the round; each item's outcome, in order."""
         outcomes: dict[int, dict[str, Any] | ClientError] = {}
-        pending = list(range(len(tasks)))
-        while pending:
-            seen: set[str] = set()
-            this_round: list[int] = []
-            later: list[int] = []
-            for index in pending:
-                (later if tasks[index].task_id in seen else this_round).append(index)
-                seen.add(tasks[index].task_id)
+        for this_round in distinct_rounds([task.task_id for task in tasks]):
             rows = {row["ordinal"]: row for row in self._rpc.call(query_name, params(this_round), reason)}
             for n, index in enumerate(this_round, start=1):
                 row = rows[n]
@@ -331,7 +325,6 @@ class TaskClient:
                 row.pop("ordinal")
                 status = 200 if code is None else (queue_error(code) or QueueError).status
                 outcomes[index] = _outcome(_as_json(row), status, message)
-            pending = later
         return [outcomes[i] for i in range(len(tasks))]
 
     @staticmethod

@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from taskclaim import bodies, limits
 from taskclaim.auth import Caller
+from taskclaim.batching import distinct_rounds
 from taskclaim.bodies import Body
 from taskclaim.exceptions import AuthError, BodyError, DatabaseUnavailable, QueueError, queue_error
 from taskclaim.longpoll import long_poll
@@ -229,9 +230,8 @@ async def heartbeat_tasks(
     for item in body.tasks:
         service.check_lease(item.lease_seconds)
     answers: list[dict[str, Any] | None] = [None] * len(body.tasks)
-    pending = list(enumerate(body.tasks))
-    while pending:
-        this_round, pending = _distinct_round(pending)
+    for indexes in distinct_rounds([item.task_id for item in body.tasks]):
+        this_round = [(index, body.tasks[index]) for index in indexes]
         items = [
             {
                 "task_id": item.task_id,
@@ -253,19 +253,6 @@ async def heartbeat_tasks(
                 error = queue_error(row["error_code"]) or QueueError
                 answers[index] = {"task_id": item.task_id, "status_code": error.status, "error": row["error"]}
     return json_response({"results": answers})
-
-
-def _distinct_round(
-    pending: list[tuple[int, bodies.Heartbeat]],
-) -> tuple[list[tuple[int, bodies.Heartbeat]], list[tuple[int, bodies.Heartbeat]]]:
-    """The first item of each task id, and the rest for a later round."""
-    seen: set[uuid.UUID] = set()
-    now: list[tuple[int, bodies.Heartbeat]] = []
-    later: list[tuple[int, bodies.Heartbeat]] = []
-    for index, item in pending:
-        (later if item.task_id in seen else now).append((index, item))
-        seen.add(item.task_id)
-    return now, later
 
 
 async def complete_task(

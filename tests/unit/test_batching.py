@@ -103,3 +103,11 @@ def test_a_caller_that_went_away_is_left_out_of_the_next_statement() -> None:
 
     assert asyncio.run(scenario()) == ("first", "kept")
     assert sent == [["first"], ["kept"]]
+
+
+def test_distinct_rounds_put_each_repeat_of_an_id_in_the_next_round_in_order() -> None:
+    from taskclaim.batching import distinct_rounds
+
+    assert distinct_rounds(["a", "b", "a", "c", "a", "b"]) == [[0, 1, 3], [2, 5], [4]]
+    assert distinct_rounds(["x", "y"]) == [[0, 1]]
+    assert distinct_rounds([]) == []
